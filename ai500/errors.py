@@ -1,0 +1,17 @@
+"""User-facing errors: each one becomes a single clear line and a non-zero exit status."""
+
+
+class Ai500Error(Exception):
+    """A problem the user can fix (bad option, bad file); printed as one line, no traceback."""
+
+
+class ConfigError(Ai500Error):
+    """An option or combination of options that cannot be run."""
+
+
+class DataError(Ai500Error):
+    """A dataset file that is missing, truncated, wrongly shaped or holds non-finite values."""
+
+
+class TrainingError(Ai500Error):
+    """Training went wrong in a way the user must see (for example a non-finite loss)."""
