@@ -2,7 +2,15 @@
 
 
 class Ai500Error(Exception):
-    """A problem the user can fix (bad option, bad file); printed as one line, no traceback."""
+    """A problem the user can fix (bad option, bad file); printed as one line, no traceback.
+
+    `everywhere` is True when every rank raised the same error at the same point (after a
+    collective agreement), so each can exit cleanly; otherwise the failing rank must end the job.
+    """
+
+    def __init__(self, message: str, everywhere: bool = False):
+        super().__init__(message)
+        self.everywhere = everywhere
 
 
 class ConfigError(Ai500Error):

@@ -1,0 +1,17 @@
+"""Benchmarks as workloads: each module here builds a model and its data and trains one step.
+
+A workload module defines `Workload`, constructed as `Workload(cfg: RunConfig, dist: Dist)` (it
+stages its data shard and builds its model there, raising `Ai500Error` for bad input), with:
+
+    samples_per_step: int           samples this rank processes per training step
+    steps_per_epoch: int            identical on every rank (collectives run in lock-step)
+    describe() -> dict              model and data facts for config.json
+    train_batches(epoch) -> Iterator    this rank's batches for one epoch
+    train_step(batch) -> dict[str, float]
+                                    one optimisation step; returns this rank's per-sample means
+                                    (e.g. loss, accuracy) as Python floats, so the work is complete
+    evaluate() -> dict[str, float]  validation metrics over the whole validation set (all ranks)
+    flops_per_sample() -> dict      {"forward", "train": FLOPs per sample, "method": str}
+
+A workload knows nothing about timing, traces, energy or files: the run driver owns those.
+"""

@@ -1,0 +1,46 @@
+# make run    installs what is missing, then runs the default job (resnet, small preset, 2 ranks)
+# make test   installs what is missing, then runs the test suite
+# make bench  performance ratios (instrumentation overhead, input pipeline), measured side by side
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NP ?= 2
+PRESET ?= small
+BENCHMARK ?= resnet
+# Open MPI refuses to start as root unless told; ranks may exceed the cores (--oversubscribe)
+# and must not be pinned to one core each on small machines (--bind-to none).
+MPIRUN ?= mpirun --allow-run-as-root --oversubscribe --bind-to none
+STAMP := $(VENV)/.ai500-installed
+
+.PHONY: install run test bench lint clean-venv
+
+install: $(STAMP)
+
+$(STAMP): setup.py Makefile
+	@command -v mpirun >/dev/null && command -v mpicc >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev)
+	@command -v cmake >/dev/null && command -v g++ >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++)
+	[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel setuptools
+	$(PY) -m pip install -q "tensorflow-cpu==2.15.1" "numpy<2" h5py psutil mpi4py pyyaml tqdm \
+	  matplotlib pytest ruff mlperf-logging "pandas<2.3"
+	# Horovod compiles against the TensorFlow just installed (--no-build-isolation), MPI only.
+	$(PY) -c "import horovod.tensorflow" 2>/dev/null || \
+	  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_GLOO=1 \
+	  HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j$$(nproc) \
+	  $(PY) -m pip install -q --no-build-isolation --no-cache-dir horovod==0.28.1
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+run: install
+	$(MPIRUN) -np $(NP) $(PY) -m ai500.run --benchmark $(BENCHMARK) --preset $(PRESET) --out runs
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) benchmarks/overhead.py
+
+lint: install
+	$(PY) -m ruff check ai500 tests launch benchmarks

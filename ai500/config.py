@@ -1,0 +1,222 @@
+"""Run configuration: presets as data (ai500/configs/<benchmark>.yaml), CLI overrides, validation.
+
+Nothing here imports TensorFlow, so `--help` and bad options answer at once.
+A preset has sections that map straight onto factory arguments: `train` (the loop, below),
+`model` (the model's config dataclass), `data` (the dataset's), `quality` (metric and target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ai500 import registry
+from ai500.errors import ConfigError
+
+PRESETS = ("ci", "small", "full")
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The training loop's knobs. Batch size is per rank (samples); lr is the one-rank base rate."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    warmup_epochs: float = 0.0
+    stop_at_target: bool = True
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """Which globally-reduced evaluation metric is the quality target, and its Valid-FLOPS exponent."""
+
+    metric: str
+    target: float
+    higher_is_better: bool = True
+    vflops_exponent: float = 5.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs, fully resolved; written to config.json."""
+
+    benchmark: str
+    preset: str
+    train: TrainSettings
+    quality: QualitySettings
+    model: dict[str, Any]
+    data: dict[str, Any]
+    seed: int = 0
+    data_path: str | None = None
+    out: str = "runs"
+    run_name: str | None = None
+    intra_threads: int | None = None
+    inter_threads: int | None = None
+    argv: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError (one line, our exit path) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m ai500.run",
+        description="Run one HPC AI500 benchmark on every rank of an MPI job "
+        "(mpirun -np N python -m ai500.run ...).",
+    )
+    p.add_argument("--benchmark", required=True, choices=registry.names(),
+                   help="which benchmark to run")
+    p.add_argument("--preset", default="small", choices=PRESETS,
+                   help="problem size: ci (seconds, proves the machinery), small (minutes on a "
+                   "2-core CPU, reaches its quality target), full (paper scale) [default: small]")
+    p.add_argument("--out", default="runs",
+                   help="parent directory of run directories [default: runs]")
+    p.add_argument("--run-name", default=None,
+                   help="name of the run directory under --out [default: "
+                   "<benchmark>-<UTC timestamp>-np<N>]; an existing directory is never reused")
+    p.add_argument("--epochs", type=_positive_int, help="maximum number of epochs")
+    p.add_argument("--batch-size", type=_positive_int,
+                   help="samples per rank per step (the global batch is this times the rank count)")
+    p.add_argument("--lr", type=_positive_float,
+                   help="single-rank base learning rate (scaled linearly with the rank count)")
+    p.add_argument("--target", type=float,
+                   help="quality target for the preset's quality metric (e.g. validation AUC)")
+    p.add_argument("--no-stop-at-target", action="store_true",
+                   help="keep training for all --epochs after the target is reached")
+    p.add_argument("--seed", type=_nonnegative_int, default=0,
+                   help="random seed for data, initial weights and shuffling [default: 0]")
+    p.add_argument("--data", default=None,
+                   help="dataset directory in the benchmark's real file layout (train*.h5, "
+                   "val*.h5 for resnet); default: generate the synthetic set in memory")
+    p.add_argument("--config", default=None,
+                   help="YAML file whose sections (train, model, data, quality) override the "
+                   "preset's, key by key")
+    p.add_argument("--intra-threads", type=_positive_int, default=None,
+                   help="TensorFlow intra-op threads per rank [default: cores / ranks on the node]")
+    p.add_argument("--inter-threads", type=_positive_int, default=None,
+                   help="TensorFlow inter-op threads per rank [default: 2]")
+    return p
+
+
+def load_preset(benchmark: str, preset: str) -> dict[str, dict[str, Any]]:
+    """The preset's sections, as written in ai500/configs/<benchmark>.yaml."""
+    path = CONFIG_DIR / f"{benchmark}.yaml"
+    presets = yaml.safe_load(path.read_text())
+    if preset not in presets:
+        raise ConfigError(f"benchmark {benchmark!r} has no preset {preset!r} "
+                          f"(known: {', '.join(presets)})")
+    return presets[preset]
+
+
+def _merge_override(sections: dict[str, dict[str, Any]], path: str) -> None:
+    try:
+        override = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(override, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of sections")
+    for name, values in override.items():
+        if name not in sections or not isinstance(values, dict):
+            raise ConfigError(f"--config {path}: unknown section {name!r} "
+                              f"(known: {', '.join(sections)})")
+        sections[name].update(values)
+
+
+def _dataclass_from(cls: type, values: dict[str, Any], section: str) -> Any:
+    known = {f.name: f.type for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"section {section!r}: unknown key(s) {', '.join(unknown)}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"section {section!r}: {exc}") from None
+
+
+def _check_types(obj: Any, section: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        kind = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(f.type))
+        if kind is not None and (not isinstance(value, kind) or
+                                 (kind is int and isinstance(value, bool))):
+            raise ConfigError(f"section {section!r}: {f.name} must be {f.type}, got {value!r}")
+
+
+def resolve(argv: list[str]) -> RunConfig:
+    """Parse the command line, apply preset → --config → flags, validate; raises ConfigError."""
+    args = build_parser().parse_args(argv)
+    sections = load_preset(args.benchmark, args.preset)
+    sections = {name: dict(sections.get(name, {})) for name in ("train", "quality", "model", "data")}
+    if args.config:
+        _merge_override(sections, args.config)
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    sections["train"].update({k: v for k, v in flags.items() if v is not None})
+    if args.no_stop_at_target:
+        sections["train"]["stop_at_target"] = False
+    if args.target is not None:
+        sections["quality"]["target"] = args.target
+
+    train = _dataclass_from(TrainSettings, sections["train"], "train")
+    quality = _dataclass_from(QualitySettings, sections["quality"], "quality")
+    _check_types(train, "train")
+    _check_types(quality, "quality")
+    if train.epochs <= 0 or train.batch_size <= 0:
+        raise ConfigError(f"epochs and batch size must be > 0 (got epochs={train.epochs}, "
+                          f"batch size={train.batch_size})")
+    if not (math.isfinite(train.lr) and train.lr > 0):
+        raise ConfigError(f"learning rate must be a finite number > 0, got {train.lr}")
+    if not math.isfinite(quality.target):
+        raise ConfigError(f"quality target must be finite, got {quality.target}")
+    if args.data is not None and not Path(args.data).exists():
+        raise ConfigError(f"--data {args.data}: no such file or directory")
+
+    return RunConfig(
+        benchmark=args.benchmark, preset=args.preset, train=train, quality=quality,
+        model=sections["model"], data=sections["data"], seed=args.seed, data_path=args.data,
+        out=args.out, run_name=args.run_name, intra_threads=args.intra_threads,
+        inter_threads=args.inter_threads, argv=list(argv),
+    )

@@ -1,0 +1,133 @@
+"""Per-rank HDF5 trace: written only by its own rank, readable after every flushed epoch.
+
+Layout (schema version SCHEMA_VERSION):
+  attributes  schema_version, run_id, benchmark, rank, size, local_rank, local_size, host, pid,
+              config (JSON), wall_start (Unix seconds at run_start), init_seconds, status
+  epochs/     one 1-D column per field: epoch, t_start, t_train_end, t_eval_end, samples,
+              train_<metric>..., <eval metric>...
+  steps/      t_start, t_end, samples — a bounded sample (every stride-th step; the stride doubles
+              whenever the buffer fills, so long runs keep an even sample in bounded memory)
+  system/     t, cpu_percent, rss_bytes
+Times are seconds of time.perf_counter() relative to run_start, which every rank takes right
+after one barrier; wall_start anchors them to the wall clock.
+
+Why the file is rewritten whole at every flush (to a temporary name, then renamed): HDF5 gives no
+crash consistency for a file modified in place, so a rank killed in the middle of an append can
+leave an unreadable file. A trace is small, so rewriting it is cheap, and the rename is atomic:
+a killed rank always leaves the trace as of its last completed epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ai500.errors import DataError
+
+SCHEMA_VERSION = 1
+MAX_STEP_ROWS = 4096
+
+
+def trace_name(rank: int) -> str:
+    return f"trace-rank{rank:05d}.h5"
+
+
+class TraceWriter:
+    """Collects one rank's records in memory and rewrites its trace file at each flush()."""
+
+    def __init__(self, path: Path, attrs: dict[str, Any]):
+        self.path = Path(path)
+        self.attrs = {"schema_version": SCHEMA_VERSION, "status": "running", **attrs}
+        self.epochs: dict[str, list[float]] = {}
+        self.steps: dict[str, list[float]] = {"t_start": [], "t_end": [], "samples": []}
+        self.system: dict[str, list[float]] = {"t": [], "cpu_percent": [], "rss_bytes": []}
+        self.extra: dict[str, dict[str, np.ndarray]] = {}
+        self._step_stride = 1
+        self._step_count = 0
+
+    def add_epoch(self, row: dict[str, float]) -> None:
+        """Append one epoch's record; every epoch must carry the same fields."""
+        if self.epochs and set(row) != set(self.epochs):
+            raise ValueError(f"epoch fields changed: {sorted(row)} vs {sorted(self.epochs)}")
+        for key, value in row.items():
+            self.epochs.setdefault(key, []).append(float(value))
+
+    def add_step(self, t_start: float, t_end: float, samples: int) -> None:
+        """Record a step's start/end (seconds) and samples, keeping a bounded, even sample."""
+        self._step_count += 1
+        if (self._step_count - 1) % self._step_stride:
+            return
+        for key, value in (("t_start", t_start), ("t_end", t_end), ("samples", samples)):
+            self.steps[key].append(float(value))
+        if len(self.steps["t_start"]) >= MAX_STEP_ROWS:
+            for key in self.steps:
+                self.steps[key] = self.steps[key][::2]
+            self._step_stride *= 2
+
+    def add_system(self, t: float, cpu_percent: float, rss_bytes: int) -> None:
+        for key, value in (("t", t), ("cpu_percent", cpu_percent), ("rss_bytes", rss_bytes)):
+            self.system[key].append(float(value))
+
+    def set_group(self, name: str, columns: dict[str, np.ndarray]) -> None:
+        """Store a whole group of columns (for example energy samples), replacing earlier ones."""
+        self.extra[name] = {k: np.asarray(v) for k, v in columns.items()}
+
+    def flush(self) -> None:
+        """Write everything so far to the trace file atomically."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with h5py.File(tmp, "w") as f:
+            for key, value in self.attrs.items():
+                f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+            groups = {"epochs": self.epochs, "steps": self.steps, "system": self.system,
+                      **self.extra}
+            for name, columns in groups.items():
+                group = f.create_group(name)
+                for key, values in columns.items():
+                    group.create_dataset(key, data=np.asarray(values, dtype=np.float64))
+        os.replace(tmp, self.path)
+
+    def close(self, status: str) -> None:
+        """Mark the trace finished ('ok' or 'failed') and flush it."""
+        self.attrs["status"] = status
+        self.flush()
+
+
+@dataclass
+class Trace:
+    """One rank's trace as read back: attributes and column groups."""
+
+    path: Path
+    attrs: dict[str, Any]
+    groups: dict[str, dict[str, np.ndarray]]
+
+    @property
+    def epochs(self) -> dict[str, np.ndarray]:
+        return self.groups.get("epochs", {})
+
+
+def read_trace(path: Path) -> Trace:
+    """Read a trace file; DataError naming the file if it is unreadable or of another schema."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            groups = {name: {k: np.asarray(ds[()]) for k, ds in grp.items()}
+                      for name, grp in f.items() if isinstance(grp, h5py.Group)}
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"trace {path}: not a readable HDF5 trace ({exc})") from None
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(f"trace {path}: schema version {attrs.get('schema_version')!r}, "
+                        f"expected {SCHEMA_VERSION}")
+    for key in ("config",):
+        if isinstance(attrs.get(key), str):
+            attrs[key] = json.loads(attrs[key])
+    lengths = {len(v) for v in groups.get("epochs", {}).values()}
+    if len(lengths) > 1:
+        raise DataError(f"trace {path}: epoch columns have different lengths {sorted(lengths)}")
+    return Trace(path=path, attrs=attrs, groups=groups)

@@ -1,0 +1,145 @@
+"""ResNet on high-energy-physics collision images: signal (RPV-SUSY-like multi-jet) vs QCD background.
+
+Quality: ROC AUC over the whole validation set (all ranks' shards gathered), weighted by the
+events' `normweight`; accuracy at a 0.5 score threshold, unweighted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from ai500 import dist as distlib
+from ai500.config import RunConfig
+from ai500.data import hep
+from ai500.dist import Dist
+from ai500.errors import ConfigError
+from ai500.metrics import flops, quality
+from ai500.models.resnet import ResNetConfig, build_resnet
+from ai500.workloads.schedule import LinearScalingSchedule
+
+EVAL_BATCH = 256
+
+
+def load_shards(data: dict[str, Any], data_path: str | None, dist: Dist) -> tuple[dict, dict, str]:
+    """This rank's training shard (equal sizes on all ranks) and validation shard (all events
+    covered), from files in the HEP-CNN layout or, without a path, generated in memory."""
+    size = int(data["image_size"])
+    if data_path is None:
+        n_train, n_val, seed = int(data["n_train"]), int(data["n_val"]), int(data["seed"])
+        t0, t1 = hep.shard_range(n_train, dist.rank, dist.size, equal=True)
+        v0, v1 = hep.shard_range(n_val, dist.rank, dist.size, equal=False)
+        train = hep.generate_events(t0, t1 - t0, seed, size)
+        val = hep.generate_events(v0, v1 - v0, hep.split_seed(seed, "val"), size)
+        for split in (train, val):
+            split["data"] = np.ascontiguousarray(split["data"].transpose(0, 2, 3, 1))
+        source = f"synthetic, generated in memory (data seed {seed})"
+        return train, val, source
+    shards = []
+    for split, equal in (("train", True), ("val", False)):
+        files = hep.split_files(Path(data_path), split)
+        counts = hep.inspect_files(files, image_size=size)
+        start, stop = hep.shard_range(sum(counts), dist.rank, dist.size, equal=equal)
+        shards.append(hep.load_range(files, counts, start, stop))
+    return shards[0], shards[1], f"files under {data_path}"
+
+
+class Workload:
+    """ResNet binary classifier trained with Horovod data parallelism."""
+
+    def __init__(self, cfg: RunConfig, dist: Dist):
+        self.cfg, self.dist = cfg, dist
+        self.train, self.val, self.data_source = load_shards(cfg.data, cfg.data_path, dist)
+        image_shape = tuple(self.train["data"].shape[1:])
+        try:
+            model_cfg = ResNetConfig(**{**cfg.model, "input_shape": image_shape})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"section 'model': {exc}") from None
+        self.model = build_resnet(model_cfg)
+        self.samples_per_step = cfg.train.batch_size
+        self.steps_per_epoch = len(self.train["label"]) // self.samples_per_step
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"batch size {self.samples_per_step} exceeds the "
+                              f"{len(self.train['label'])} training events per rank")
+        self.schedule = LinearScalingSchedule(cfg.train.lr, dist.size,
+                                              cfg.train.warmup_epochs * self.steps_per_epoch)
+        self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=0.9, nesterov=True)
+        # Labels and weights of the whole validation set never change: gather them once.
+        self.val_label = distlib.allgather_array(self.val["label"])
+        self.val_weight = distlib.allgather_array(self.val["normweight"])
+        self._broadcast_done = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": "ResNet",
+            "parameters": int(self.model.count_params()),
+            "input_shape": list(self.train["data"].shape[1:]),
+            "data_source": self.data_source,
+            "train_events_per_rank": int(len(self.train["label"])),
+            "train_events_used_per_epoch": self.steps_per_epoch * self.samples_per_step * self.dist.size,
+            "val_events": int(len(self.val_label)),
+            "optimizer": "SGD, Nesterov momentum 0.9, L2 weight decay from the model config",
+            "lr_rule": self.schedule.describe(),
+        }
+
+    def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # The order depends on (seed, epoch, rank) only, so runs with one seed repeat exactly.
+        order = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank]).permutation(
+            len(self.train["label"]))
+        batch = self.samples_per_step
+
+        def batches():
+            for step in range(self.steps_per_epoch):
+                idx = np.sort(order[step * batch:(step + 1) * batch])
+                yield self.train["data"][idx], self.train["label"][idx]
+
+        spec = (tf.TensorSpec([batch, *self.train["data"].shape[1:]], tf.float32),
+                tf.TensorSpec([batch], tf.float32))
+        return iter(tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2))
+
+    @tf.function
+    def _train_step(self, images, labels):
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)[:, 0]
+            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+            total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
+        tape = distlib.distributed_tape(tape)
+        grads = tape.gradient(total, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        correct = tf.cast(tf.equal(tf.cast(logits > 0, tf.float32), labels), tf.float32)
+        return loss, tf.reduce_mean(correct)
+
+    def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, float]:
+        loss, acc = self._train_step(*batch)
+        if not self._broadcast_done:
+            # After the first step the optimizer's slots exist; from here every rank holds
+            # rank 0's weights and optimizer state.
+            variables = self.optimizer.variables
+            distlib.broadcast_variables(self.model.variables + list(
+                variables() if callable(variables) else variables))
+            self._broadcast_done = True
+        return {"loss": float(loss), "accuracy": float(acc)}
+
+    @tf.function(reduce_retracing=True)
+    def _predict(self, images):
+        return tf.sigmoid(self.model(images, training=False)[:, 0])
+
+    def evaluate(self) -> dict[str, float]:
+        images = self.val["data"]
+        local = [self._predict(images[i:i + EVAL_BATCH]).numpy()
+                 for i in range(0, len(images), EVAL_BATCH)]
+        scores = distlib.allgather_array(np.concatenate(local).astype(np.float64))
+        eps = 1e-7
+        p = np.clip(scores, eps, 1 - eps)
+        bce = -(self.val_label * np.log(p) + (1 - self.val_label) * np.log(1 - p))
+        return {
+            "val_auc": quality.roc_auc(scores, self.val_label, self.val_weight),
+            "val_accuracy": quality.accuracy(scores, self.val_label),
+            "val_loss": float(np.mean(bce)),
+        }
+
+    def flops_per_sample(self) -> dict[str, Any]:
+        return flops.model_flops_per_sample(self.model, self.samples_per_step)

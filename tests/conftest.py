@@ -1,0 +1,49 @@
+"""Shared test helpers: the repo root, and a launcher for real `mpirun` runs of ai500."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mpirun(np_: int, args: list[str], timeout: float = 300, env: dict | None = None,
+           cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `mpirun -np N python -m ai500.run ARGS` and return the finished process."""
+    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
+           "-np", str(np_), sys.executable, "-m", "ai500.run", *args]
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=cwd or ROOT)
+
+
+def python_module(module: str, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m MODULE ARGS` (one process, no mpirun)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def only_run_dir(out: Path) -> Path:
+    dirs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def load_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def hep_ci_data(tmp_path_factory) -> Path:
+    """A small HEP dataset in the real layout, generated once per test session."""
+    out = tmp_path_factory.mktemp("hep") / "ci"
+    result = python_module("ai500.data", ["generate", "hep", "--preset", "ci", "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    return out

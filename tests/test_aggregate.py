@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+
+from ai500 import aggregate
+from ai500.errors import DataError
+from ai500.trace import TraceWriter, trace_name
+
+CONFIG = {
+    "run_id": "run1",
+    "config": {"benchmark": "resnet", "preset": "ci", "seed": 0,
+               "train": {"batch_size": 10},
+               "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True}},
+    "dist": {"size": 2, "hosts": ["a", "a"], "nodes": 1},
+    "flops_per_sample": {"forward": 100.0, "train": 300.0, "method": "test"},
+}
+# Per-rank training time of each epoch (seconds): rank 1 is slower in epochs 1 and 2.
+DURATIONS = {0: [5.0, 2.0, 2.0], 1: [5.0, 4.0, 2.5]}
+AUC = [0.6, 0.85, 0.9]
+
+
+def make_run(tmp_path, config=CONFIG, ranks=(0, 1), statuses=("ok", "ok"), auc=AUC):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for rank, status in zip(ranks, statuses):
+        w = TraceWriter(tmp_path / trace_name(rank), {"run_id": "run1", "rank": rank,
+                                                      "init_seconds": 3.0 + rank})
+        t = 0.0
+        for epoch, dur in enumerate(DURATIONS[rank]):
+            w.add_epoch({"epoch": epoch, "t_start": t, "t_train_end": t + dur,
+                         "t_eval_end": t + dur + 0.5, "samples": 100,
+                         "train_loss": 0.5, "val_auc": auc[epoch]})
+            t += 10.0
+        w.close(status)
+    return tmp_path
+
+
+def test_throughput_excludes_warmup_and_uses_slowest_rank(tmp_path):
+    s = aggregate.aggregate(make_run(tmp_path))
+    assert s["status"] == "ok"
+    # Epochs 1 and 2: 200 + 200 global samples over slowest times 4.0 + 2.5 seconds.
+    assert s["throughput"]["samples_per_s"] == pytest.approx(400 / 6.5)
+    assert s["throughput"]["epochs_measured"] == [1, 2]
+    assert s["throughput"]["per_rank_samples_per_s"] == pytest.approx([200 / 4.0, 200 / 6.5])
+    assert s["flops"]["flops_per_s"] == pytest.approx(300 * 400 / 6.5)
+    assert s["load_imbalance"]["median"] == pytest.approx(np.median([2.0, 1.25]))
+    assert s["load_imbalance"]["max"] == pytest.approx(2.0)
+
+
+def test_time_to_quality_is_first_eval_reaching_target(tmp_path):
+    s = aggregate.aggregate(make_run(tmp_path))
+    assert s["quality"]["reached"] is True
+    assert s["time_to_quality_epoch"] == 1
+    assert s["time_to_quality_s"] == pytest.approx(10.0 + 4.0 + 0.5)  # slowest rank's eval end
+    assert s["init_s"] == pytest.approx(4.0)
+    assert s["quality"]["best"] == pytest.approx(0.9)
+
+
+def test_target_not_reached(tmp_path):
+    s = aggregate.aggregate(make_run(tmp_path, auc=[0.5, 0.6, 0.7]))
+    assert s["status"] == "ok"
+    assert s["quality"]["reached"] is False and s["time_to_quality_s"] is None
+
+
+def test_missing_rank_marks_failed_without_time_to_quality(tmp_path):
+    s = aggregate.aggregate(make_run(tmp_path, ranks=(0,), statuses=("ok",)))
+    assert s["status"] == "failed"
+    assert s["time_to_quality_s"] is None and s["throughput"]["samples_per_s"] is None
+    assert s["missing_or_failed_ranks"] == {"1": "no trace file"}
+    assert s["epochs_completed"] == 3
+
+
+def test_failed_rank_status_is_reported(tmp_path):
+    s = aggregate.aggregate(make_run(tmp_path, statuses=("ok", "running")))
+    assert s["status"] == "failed"
+    assert s["missing_or_failed_ranks"] == {"1": "trace status 'running'"}
+
+
+def test_summary_files_written_and_readable(tmp_path):
+    import h5py
+
+    make_run(tmp_path)
+    aggregate.aggregate(tmp_path)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    with h5py.File(tmp_path / "summary.h5") as f:
+        assert json.loads(f.attrs["summary"]) == on_disk
+        assert f["epochs/t_train_end"].shape == (2, 3)
+
+
+def test_trace_from_another_run_is_refused(tmp_path):
+    make_run(tmp_path)
+    w = TraceWriter(tmp_path / trace_name(1), {"run_id": "other"})
+    w.close("ok")
+    with pytest.raises(DataError, match="belongs to run other"):
+        aggregate.aggregate(tmp_path)
+
+
+def test_not_a_run_dir(tmp_path):
+    with pytest.raises(DataError, match="no config.json"):
+        aggregate.aggregate(tmp_path)
+
+
+def test_table_mentions_key_figures(tmp_path):
+    text = aggregate.format_summary(aggregate.aggregate(make_run(tmp_path)))
+    assert "time to quality 14.5 s (epoch 1)" in text
+    assert "reached" in text and "epoch 0 excluded as warm-up" in text

@@ -1,0 +1,76 @@
+import pytest
+
+from ai500 import config
+from ai500.errors import ConfigError
+
+
+def test_preset_resolves_to_dataclasses():
+    cfg = config.resolve(["--benchmark", "resnet", "--preset", "ci"])
+    assert cfg.preset == "ci"
+    assert cfg.train.epochs == 2 and cfg.train.batch_size == 32
+    assert cfg.quality.metric == "val_auc"
+    assert cfg.model["stage_widths"] == [8, 16]
+    assert cfg.data_path is None
+
+
+def test_flags_override_preset():
+    cfg = config.resolve(["--benchmark", "resnet", "--preset", "ci", "--epochs", "5",
+                          "--batch-size", "7", "--lr", "0.5", "--target", "0.8", "--seed", "3",
+                          "--no-stop-at-target"])
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (5, 7, 0.5)
+    assert cfg.quality.target == 0.8 and cfg.seed == 3 and cfg.train.stop_at_target is False
+
+
+def test_yaml_override_merges_key_by_key(tmp_path):
+    override = tmp_path / "o.yaml"
+    override.write_text("model: {stem_width: 4}\ntrain: {epochs: 9}\n")
+    cfg = config.resolve(["--benchmark", "resnet", "--preset", "ci", "--config", str(override)])
+    assert cfg.model["stem_width"] == 4 and cfg.model["stage_widths"] == [8, 16]
+    assert cfg.train.epochs == 9 and cfg.train.batch_size == 32
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--benchmark", "nope"], "invalid choice: 'nope'"),
+    (["--benchmark", "resnet", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["--benchmark", "resnet", "--batch-size", "0"], "must be > 0"),
+    (["--benchmark", "resnet", "--batch-size", "-4"], "must be > 0"),
+    (["--benchmark", "resnet", "--batch-size", "many"], "expected a whole number"),
+    (["--benchmark", "resnet", "--epochs", "0"], "must be > 0"),
+    (["--benchmark", "resnet", "--lr", "nan"], "finite number > 0"),
+    (["--benchmark", "resnet", "--target", "inf"], "target must be finite"),
+    (["--benchmark", "resnet", "--seed", "-1"], "whole number >= 0"),
+    (["--benchmark", "resnet", "--data", "/no/such/dir"], "no such file or directory"),
+    (["--benchmark", "resnet", "--config", "/no/such.yaml"], "no such file"),
+    ([], "required: --benchmark"),
+])
+def test_bad_options_raise_one_clear_config_error(argv, fragment):
+    with pytest.raises(ConfigError, match=None) as info:
+        config.resolve(argv)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("train: {epochz: 3}\n", "unknown key(s) epochz"),
+    ("trainer: {epochs: 3}\n", "unknown section 'trainer'"),
+    ("train: {epochs: three}\n", "epochs must be int"),
+    ("train: {batch_size: true}\n", "batch_size must be int"),
+    ("quality: {target: .nan}\n", "target must be finite"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("train: {epochs: [\n", "not valid YAML"),
+])
+def test_bad_yaml_overrides(tmp_path, text, fragment):
+    override = tmp_path / "bad.yaml"
+    override.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.resolve(["--benchmark", "resnet", "--preset", "ci", "--config", str(override)])
+    assert fragment in str(info.value)
+
+
+def test_every_benchmark_has_every_preset():
+    from ai500 import registry
+
+    for name in registry.names():
+        for preset in config.PRESETS:
+            sections = config.load_preset(name, preset)
+            assert {"train", "quality", "model", "data"} <= set(sections)
