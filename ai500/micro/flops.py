@@ -2,10 +2,12 @@
 
 Every count covers one call of one direction of one operator:
 
-- convolution: 2·N·Ho·Wo·Co·Kh·Kw·Ci for the forward pass; backward-data (dX from dY and the filter) and
-  backward-filter (dW from X and dY) are each the same multiply-adds in a different order, so the same count.
-- GEMM (fully-connected): 2·M·N·K for the forward pass; the two backward GEMMs (dX = dY·Wᵀ, dW = Xᵀ·dY) each
-  multiply the same three extents, so the same count.
+- convolution: 2·N·Ho·Wo·Co·Kh·Kw·Ci for the forward pass; backward-data (dX from dY and the filter)
+  and backward-filter (dW from X and dY) are each the same multiply-adds in another order: same count.
+  TensorFlow's profiler counts the backward ops with H·W/stride² in place of Ho·Wo, which is exact only
+  for SAME padding on sizes the stride divides; the tests pin that too.
+- GEMM (fully-connected): 2·M·N·K for the forward pass; the two backward GEMMs (dX = dY·Wᵀ and
+  dW = Xᵀ·dY) each multiply the same three extents, so the same count.
 - pooling: N·Ho·Wo·C·Kh·Kw, one operation (a compare for max, an add for average) per window element per
   output. Backward is given the same count: max backward visits every window element to find where the
   maximum was (or reads a stored argmax) and average backward adds its share of the gradient into every

@@ -10,9 +10,10 @@ Sources:
   strides); the explicit pads chosen here give the same output size as TensorFlow's SAME or VALID. GEMM rows
   are (M, N, K) with C = A(M×K)·B(K×N), so for a dense layer M = out, N = batch, K = in.
 
-Presets: `ci` holds 2-3 tiny shapes per op (seconds in all); `small` the real layer shapes with the batch cut
-so a 2-core CPU runs each op's whole table in a few minutes with `TIMING["small"]`; `full` the real shapes at
-a typical per-device training batch (ResNet-50 and AlexNet 128, VGG-16 64, DeepBench its own N).
+Presets: `ci` holds 2-3 tiny shapes per op (seconds in all); `small` the real layer shapes with the batch
+cut so a 2-core CPU runs each op's whole table in float32 in about a minute with `REPEATS["small"]` (conv
+37 s, fc 23 s, pool 39 s measured on a 2-core AVX-512 VM); `full` the real shapes at a typical per-device
+training batch (ResNet-50 and AlexNet 128, VGG-16 64, DeepBench its own N).
 """
 
 from dataclasses import dataclass, replace
@@ -24,9 +25,9 @@ OPS = ("conv", "fc", "pool")
 PRESETS = ("ci", "small", "full")
 
 
-def _validate(name: str, extents: dict[str, int], windows: tuple[tuple[int, int, int, str], ...] = ()) -> None:
-    """Raise ConfigError naming the size for a non-positive extent or a window (size, kernel, stride,
-    padding) that does not fit its input."""
+def _validate(name: str, extents: dict[str, int], windows: tuple[tuple[int, int, int, str], ...]) -> None:
+    """Raise ConfigError naming the size for a non-positive extent or for a window (input size, kernel,
+    stride, padding) that does not fit its input."""
     try:
         for label, value in extents.items():
             if not isinstance(value, int) or value < 1:
@@ -39,7 +40,8 @@ def _validate(name: str, extents: dict[str, int], windows: tuple[tuple[int, int,
 
 @dataclass(frozen=True)
 class ConvSize:
-    """One 2-D convolution: input (batch, height, width, in_channels), filter (kernel_h, kernel_w, in, out)."""
+    """One 2-D convolution: input (batch, height, width, in_channels) and filter (kernel_h, kernel_w,
+    in_channels, out_channels); stride in both directions."""
 
     name: str
     batch: int
@@ -83,7 +85,8 @@ class FcSize:
     out_features: int
 
     def __post_init__(self) -> None:
-        _validate(self.name, {"batch": self.batch, "in_features": self.in_features, "out_features": self.out_features})
+        extents = {"batch": self.batch, "in_features": self.in_features, "out_features": self.out_features}
+        _validate(self.name, extents, ())
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ class PoolSize:
             self.name,
             {"batch": self.batch, "height": self.height, "width": self.width, "channels": self.channels,
              "kernel": self.kernel, "stride": self.stride},
-            ((self.height, self.kernel, self.stride, self.padding), (self.width, self.kernel, self.stride, self.padding)),
+            ((self.height, self.kernel, self.stride, self.padding),
+             (self.width, self.kernel, self.stride, self.padding)),
         )
 
     @property
@@ -122,14 +126,18 @@ Size = ConvSize | FcSize | PoolSize
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Suggested calls per measurement: untimed warm-up calls, then timed repeats (the first call is extra)."""
+class Repeats:
+    """Suggested calls per measurement: untimed warm-up calls, then timed repeats (plus the first call)."""
 
     warmup: int
     repeats: int
 
 
-TIMING = {"ci": Timing(warmup=1, repeats=3), "small": Timing(warmup=2, repeats=5), "full": Timing(warmup=5, repeats=20)}
+REPEATS = {
+    "ci": Repeats(warmup=1, repeats=3),
+    "small": Repeats(warmup=2, repeats=5),
+    "full": Repeats(warmup=5, repeats=20),
+}
 
 # Square GEMM orders whose best rate is the measured practical peak (see ai500.micro.peak.practical_peak).
 PEAK_GEMM_ORDERS = {"ci": (256, 512), "small": (1024, 2048), "full": (2048, 4096)}
@@ -173,12 +181,12 @@ _VGG16_CONV = (
     ConvSize("vgg16_conv5_1", 64, 14, 14, 512, 512, 3, 3, 1, "SAME"),
 )
 _DEEPBENCH_CONV = (
-    ConvSize("deepbench_speech_5x20_s2", 16, 161, 700, 1, 32, 5, 20, 2, "VALID"),
-    ConvSize("deepbench_speech_5x10_s2", 16, 79, 341, 32, 32, 5, 10, 2, "VALID"),
-    ConvSize("deepbench_face_3x3", 16, 48, 480, 1, 16, 3, 3, 1, "SAME"),
-    ConvSize("deepbench_ocr_3x3", 16, 80, 350, 64, 64, 3, 3, 1, "SAME"),
-    ConvSize("deepbench_googlenet_5x5", 16, 28, 28, 192, 32, 5, 5, 1, "SAME"),
-    ConvSize("deepbench_googlenet_1x1", 16, 7, 7, 832, 256, 1, 1, 1, "VALID"),
+    ConvSize("deepbench_speech_161x700_5x20_s2", 16, 161, 700, 1, 32, 5, 20, 2, "VALID"),
+    ConvSize("deepbench_speech_79x341_5x10_s2", 16, 79, 341, 32, 32, 5, 10, 2, "VALID"),
+    ConvSize("deepbench_48x480_3x3_1to16", 16, 48, 480, 1, 16, 3, 3, 1, "SAME"),
+    ConvSize("deepbench_80x350_3x3_64to64", 16, 80, 350, 64, 64, 3, 3, 1, "SAME"),
+    ConvSize("deepbench_28x28_5x5_192to32", 16, 28, 28, 192, 32, 5, 5, 1, "SAME"),
+    ConvSize("deepbench_7x7_1x1_832to256", 16, 7, 7, 832, 256, 1, 1, 1, "VALID"),
 )
 
 # name, batch, in_features, out_features
@@ -189,9 +197,11 @@ _CLASSIFIER_FC = (
     FcSize("vgg16_fc6", 64, 25088, 4096),
     FcSize("resnet50_fc", 128, 2048, 1000),
 )
-_DEEPBENCH_FC = (
+_DEEPBENCH_FC_N128 = (
     FcSize("deepbench_gemm_m1760_n128_k1760", 128, 1760, 1760),
     FcSize("deepbench_gemm_m4096_n128_k4096", 128, 4096, 4096),
+)
+_DEEPBENCH_FC_LARGE_N = (
     FcSize("deepbench_gemm_m2560_n7000_k2560", 7000, 2560, 2560),
     FcSize("deepbench_gemm_m35_n8457_k2048", 8457, 2048, 35),
 )
@@ -219,20 +229,20 @@ _TABLES: dict[str, dict[str, tuple[Size, ...]]] = {
             ConvSize("tiny_conv_1x1_s2", 2, 16, 16, 16, 32, 1, 1, 2, "VALID"),
             ConvSize("tiny_conv_3x5_valid", 2, 12, 20, 4, 8, 3, 5, 2, "VALID"),
         ),
-        "small": _batched(_RESNET50_CONV, 4) + _batched(_VGG16_CONV, 1) + _batched(_DEEPBENCH_CONV, 2),
+        "small": _batched(_RESNET50_CONV, 16) + _batched(_VGG16_CONV, 4) + _batched(_DEEPBENCH_CONV, 4),
         "full": _RESNET50_CONV + _VGG16_CONV + _DEEPBENCH_CONV,
     },
     "fc": {
         "ci": (FcSize("tiny_fc_64x128", 16, 64, 128), FcSize("tiny_fc_256x64", 32, 256, 64)),
-        "small": _batched(_CLASSIFIER_FC, 32) + _batched(_DEEPBENCH_FC[:2], 64) + _batched(_DEEPBENCH_FC[2:], 1024),
-        "full": _CLASSIFIER_FC + _DEEPBENCH_FC,
+        "small": _batched(_CLASSIFIER_FC, 64) + _DEEPBENCH_FC_N128 + _batched(_DEEPBENCH_FC_LARGE_N, 1024),
+        "full": _CLASSIFIER_FC + _DEEPBENCH_FC_N128 + _DEEPBENCH_FC_LARGE_N,
     },
     "pool": {
         "ci": (
             PoolSize("tiny_pool_max_3x3_s2", 2, 16, 16, 8, 3, 2, "SAME"),
             PoolSize("tiny_pool_2x2_s2", 2, 8, 8, 16, 2, 2, "VALID"),
         ),
-        "small": _batched(_RESNET50_POOL + _VGG16_POOL + _ALEXNET_POOL, 8),
+        "small": _batched(_RESNET50_POOL + _VGG16_POOL + _ALEXNET_POOL, 32),
         "full": _RESNET50_POOL + _VGG16_POOL + _ALEXNET_POOL,
     },
 }
