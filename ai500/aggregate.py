@@ -140,6 +140,7 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "status": "ok" if complete and n > 0 else "failed",
+        "kind": "training",
         "run_id": cfg["run_id"],
         "benchmark": run_cfg["benchmark"],
         "preset": run_cfg["preset"],
@@ -191,7 +192,8 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
 
 
 def write_summary(run_dir: Path, summary: dict, merged: dict[str, np.ndarray]) -> None:
-    """summary.json and summary.h5 (the JSON as an attribute plus the merged epoch arrays)."""
+    """summary.json and summary.h5 (the JSON as an attribute plus the merged per-rank arrays,
+    in group `epochs` for training runs, `kernels` for micro benchmarks)."""
     run_dir = Path(run_dir)
     text = json.dumps(summary, indent=2) + "\n"
     for name in ("summary.json", "summary.h5"):
@@ -202,17 +204,29 @@ def write_summary(run_dir: Path, summary: dict, merged: dict[str, np.ndarray]) -
             with h5py.File(tmp, "w") as f:
                 f.attrs["summary"] = text
                 f.attrs["schema_version"] = SUMMARY_SCHEMA_VERSION
-                group = f.create_group("epochs")
+                group = f.create_group("kernels" if summary.get("kind") == "micro" else "epochs")
                 for key, values in merged.items():
-                    group.create_dataset(key, data=values)
+                    values = np.asarray(values)
+                    if values.dtype == object:
+                        group.create_dataset(key, data=values.astype(str).tolist(),
+                                             dtype=h5py.string_dtype())
+                    else:
+                        group.create_dataset(key, data=values)
         os.replace(tmp, run_dir / name)
 
 
 def aggregate(run_dir: Path) -> dict:
     """Merge a run directory's traces and write its summary files; returns the summary."""
     cfg, traces, problems = load_run(run_dir)
-    summary = summarise(cfg, traces, problems)
-    write_summary(run_dir, summary, merge_epochs(traces))
+    if cfg.get("kind") == "micro":
+        from ai500.micro import summary as micro_summary
+
+        summary = micro_summary.summarise(cfg, traces, problems)
+        arrays = micro_summary.merged_arrays(traces)
+    else:
+        summary = summarise(cfg, traces, problems)
+        arrays = merge_epochs(traces)
+    write_summary(run_dir, summary, arrays)
     return summary
 
 
@@ -226,6 +240,10 @@ def _fmt(value: float | None, unit: str = "", digits: int = 4) -> str:
 
 def format_summary(s: dict) -> str:
     """A short human table of a run summary."""
+    if s.get("kind") == "micro":
+        from ai500.micro import summary as micro_summary
+
+        return micro_summary.format_summary(s)
     q = s["quality"]
     tp = s["throughput"]
     per_rank = tp["per_rank_samples_per_s"]

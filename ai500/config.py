@@ -2,7 +2,9 @@
 
 Nothing here imports TensorFlow, so `--help` and bad options answer at once.
 A preset has sections that map straight onto factory arguments: `train` (the loop, below),
-`model` (the model's config dataclass), `data` (the dataset's), `quality` (metric and target).
+`model` (the model's config dataclass), `data` (the dataset's), `quality` (metric and target),
+`micro` (kernel selection and repeats, micro benchmarks only). Training benchmarks must have
+`train` and `quality`; micro benchmarks have neither.
 """
 
 from __future__ import annotations
@@ -50,10 +52,11 @@ class RunConfig:
 
     benchmark: str
     preset: str
-    train: TrainSettings
-    quality: QualitySettings
+    train: TrainSettings | None
+    quality: QualitySettings | None
     model: dict[str, Any]
     data: dict[str, Any]
+    micro: dict[str, Any]
     seed: int = 0
     data_path: str | None = None
     out: str = "runs"
@@ -133,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None,
                    help="YAML file whose sections (train, model, data, quality) override the "
                    "preset's, key by key")
+    p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
+                   help="micro benchmarks: element type of the kernels [default: preset's]")
+    p.add_argument("--sizes", default=None,
+                   help="micro benchmarks: comma-separated size names from the preset's table "
+                   "[default: all]")
     p.add_argument("--intra-threads", type=_positive_int, default=None,
                    help="TensorFlow intra-op threads per rank [default: cores / ranks on the node]")
     p.add_argument("--inter-threads", type=_positive_int, default=None,
@@ -189,34 +197,50 @@ def _check_types(obj: Any, section: str) -> None:
 def resolve(argv: list[str]) -> RunConfig:
     """Parse the command line, apply preset → --config → flags, validate; raises ConfigError."""
     args = build_parser().parse_args(argv)
-    sections = load_preset(args.benchmark, args.preset)
-    sections = {name: dict(sections.get(name, {})) for name in ("train", "quality", "model", "data")}
+    preset = load_preset(args.benchmark, args.preset)
+    names = ("train", "quality", "model", "data", "micro")
+    sections = {name: dict(preset[name]) for name in names if name in preset}
     if args.config:
         _merge_override(sections, args.config)
+    training = "train" in sections
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
-    sections["train"].update({k: v for k, v in flags.items() if v is not None})
-    if args.no_stop_at_target:
-        sections["train"]["stop_at_target"] = False
+    given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
     if args.target is not None:
-        sections["quality"]["target"] = args.target
+        given.append("--target")
+    if args.no_stop_at_target:
+        given.append("--no-stop-at-target")
+    if not training and given:
+        raise ConfigError(f"{', '.join(given)} not used by micro benchmark {args.benchmark!r}")
+    micro_flags = {"dtype": args.dtype, "sizes": args.sizes}
+    if training and any(v is not None for v in micro_flags.values()):
+        raise ConfigError(f"--dtype/--sizes apply to micro benchmarks, not {args.benchmark!r}")
 
-    train = _dataclass_from(TrainSettings, sections["train"], "train")
-    quality = _dataclass_from(QualitySettings, sections["quality"], "quality")
-    _check_types(train, "train")
-    _check_types(quality, "quality")
-    if train.epochs <= 0 or train.batch_size <= 0:
-        raise ConfigError(f"epochs and batch size must be > 0 (got epochs={train.epochs}, "
-                          f"batch size={train.batch_size})")
-    if not (math.isfinite(train.lr) and train.lr > 0):
-        raise ConfigError(f"learning rate must be a finite number > 0, got {train.lr}")
-    if not math.isfinite(quality.target):
-        raise ConfigError(f"quality target must be finite, got {quality.target}")
+    train = quality = None
+    if training:
+        sections["train"].update({k: v for k, v in flags.items() if v is not None})
+        if args.no_stop_at_target:
+            sections["train"]["stop_at_target"] = False
+        if args.target is not None:
+            sections["quality"]["target"] = args.target
+        train = _dataclass_from(TrainSettings, sections["train"], "train")
+        quality = _dataclass_from(QualitySettings, sections["quality"], "quality")
+        _check_types(train, "train")
+        _check_types(quality, "quality")
+        if train.epochs <= 0 or train.batch_size <= 0:
+            raise ConfigError(f"epochs and batch size must be > 0 (got epochs={train.epochs}, "
+                              f"batch size={train.batch_size})")
+        if not (math.isfinite(train.lr) and train.lr > 0):
+            raise ConfigError(f"learning rate must be a finite number > 0, got {train.lr}")
+        if not math.isfinite(quality.target):
+            raise ConfigError(f"quality target must be finite, got {quality.target}")
+    micro = sections.get("micro", {})
+    micro.update({k: v for k, v in micro_flags.items() if v is not None})
     if args.data is not None and not Path(args.data).exists():
         raise ConfigError(f"--data {args.data}: no such file or directory")
 
     return RunConfig(
         benchmark=args.benchmark, preset=args.preset, train=train, quality=quality,
-        model=sections["model"], data=sections["data"], seed=args.seed, data_path=args.data,
-        out=args.out, run_name=args.run_name, intra_threads=args.intra_threads,
-        inter_threads=args.inter_threads, argv=list(argv),
+        model=sections.get("model", {}), data=sections.get("data", {}), micro=micro,
+        seed=args.seed, data_path=args.data, out=args.out, run_name=args.run_name,
+        intra_threads=args.intra_threads, inter_threads=args.inter_threads, argv=list(argv),
     )

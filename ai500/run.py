@@ -97,11 +97,11 @@ def reached(value: float, q: config.QualitySettings) -> bool:
     return value >= q.target if q.higher_is_better else value <= q.target
 
 
-def train(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
-    """Build the workload, run the timed epochs, write traces and (rank 0) the summary."""
-    import psutil
+def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
+    """Build the workload, run its timed loop, write traces and (rank 0) the summary."""
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")
     threads = configure_threads(cfg, dist)
     tf.keras.utils.set_random_seed(cfg.seed)
     module = registry.load(cfg.benchmark)
@@ -117,8 +117,8 @@ def train(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     hosts = distlib.allgather_object(dist.host)
     if dist.is_root:
         write_json(run_dir / "config.json", {
-            "run_id": run_id, "config": cfg.to_dict(), "command": [sys.executable, "-m", "ai500.run",
-                                                                   *cfg.argv],
+            "run_id": run_id, "kind": workload.kind, "config": cfg.to_dict(),
+            "command": [sys.executable, "-m", "ai500.run", *cfg.argv],
             "dist": {"size": dist.size, "hosts": hosts, "nodes": len(set(hosts))},
             "threads_rank0": threads, "versions": versions(), "workload": workload.describe(),
             "flops_per_sample": flops,
@@ -128,26 +128,13 @@ def train(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
         "local_rank": dist.local_rank, "local_size": dist.local_size, "host": dist.host,
         "pid": os.getpid(), "config": cfg.to_dict(), "threads": threads,
     })
-    process = psutil.Process()
-    process.cpu_percent()
+    loop = micro_loop if workload.kind == "micro" else train_loop
 
     distlib.barrier()
     run_start = clock()
     trace.attrs.update(wall_start=time.time(), init_seconds=run_start - PROCESS_START)
     try:
-        for epoch in range(cfg.train.epochs):
-            row = run_epoch(workload, epoch, run_start, trace, dist)
-            row["t_eval_start"] = clock() - run_start
-            row.update(workload.evaluate())
-            row["t_eval_end"] = clock() - run_start
-            trace.add_epoch(row)
-            trace.add_system(row["t_eval_end"], process.cpu_percent(), process.memory_info().rss)
-            trace.flush()
-            hit = reached(row[cfg.quality.metric], cfg.quality)
-            if dist.is_root:
-                print(epoch_line(row, cfg.quality.metric, hit), flush=True)
-            if hit and cfg.train.stop_at_target:
-                break
+        loop(workload, cfg, dist, trace, run_start)
     except Ai500Error as exc:
         if exc.everywhere:  # every rank stops here, so the run can still be summarised
             trace.close("failed")
@@ -156,6 +143,44 @@ def train(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     trace.close("ok")
     summarise(run_dir, dist)
     return run_dir
+
+
+def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: TraceWriter,
+               run_start: float) -> None:
+    """Epochs of timed training steps, each followed by a global evaluation, until the
+    quality target is reached (unless told to go on) or the epochs run out."""
+    import psutil
+
+    process = psutil.Process()
+    process.cpu_percent()
+    for epoch in range(cfg.train.epochs):
+        row = run_epoch(workload, epoch, run_start, trace, dist)
+        row["t_eval_start"] = clock() - run_start
+        row.update(workload.evaluate())
+        row["t_eval_end"] = clock() - run_start
+        trace.add_epoch(row)
+        trace.add_system(row["t_eval_end"], process.cpu_percent(), process.memory_info().rss)
+        trace.flush()
+        hit = reached(row[cfg.quality.metric], cfg.quality)
+        if dist.is_root:
+            print(epoch_line(row, cfg.quality.metric, hit), flush=True)
+        if hit and cfg.train.stop_at_target:
+            break
+
+
+def micro_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: TraceWriter,
+               run_start: float) -> None:
+    """Every rank times the same kernels at the same moment (a barrier before each), so the
+    merged traces give the rate the whole system delivers, not one rank's alone."""
+    for item in workload.items():
+        distlib.barrier()
+        t_start = clock() - run_start
+        row = workload.measure(item)
+        row.update(t_start=t_start, t_end=clock() - run_start)
+        trace.add_row("kernels", row)
+        trace.flush()
+        if dist.is_root:
+            print(workload.format_row(row), flush=True)
 
 
 def summarise(run_dir: Path, dist: distlib.Dist) -> None:
@@ -230,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ai500: error: {exc}", file=sys.stderr, flush=True)
         return 2
     try:
-        train(cfg, dist)
+        execute(cfg, dist)
         return 0
     except Ai500Error as exc:
         if exc.everywhere:

@@ -8,6 +8,8 @@ Layout (schema version SCHEMA_VERSION):
   steps/      t_start, t_end, samples — a bounded sample (every stride-th step; the stride doubles
               whenever the buffer fills, so long runs keep an even sample in bounded memory)
   system/     t, cpu_percent, rss_bytes
+  other groups a benchmark or meter adds (energy/, kernels/ ...), same column layout; text
+  columns are stored as UTF-8 strings, numbers as float64
 Times are seconds of time.perf_counter() relative to run_start, which every rank takes right
 after one barrier; wall_start anchors them to the wall clock.
 
@@ -44,19 +46,33 @@ class TraceWriter:
     def __init__(self, path: Path, attrs: dict[str, Any]):
         self.path = Path(path)
         self.attrs = {"schema_version": SCHEMA_VERSION, "status": "running", **attrs}
-        self.epochs: dict[str, list[float]] = {}
-        self.steps: dict[str, list[float]] = {"t_start": [], "t_end": [], "samples": []}
-        self.system: dict[str, list[float]] = {"t": [], "cpu_percent": [], "rss_bytes": []}
-        self.extra: dict[str, dict[str, np.ndarray]] = {}
+        self.groups: dict[str, dict[str, list]] = {
+            "epochs": {},
+            "steps": {"t_start": [], "t_end": [], "samples": []},
+            "system": {"t": [], "cpu_percent": [], "rss_bytes": []},
+        }
         self._step_stride = 1
         self._step_count = 0
 
-    def add_epoch(self, row: dict[str, float]) -> None:
-        """Append one epoch's record; every epoch must carry the same fields."""
-        if self.epochs and set(row) != set(self.epochs):
-            raise ValueError(f"epoch fields changed: {sorted(row)} vs {sorted(self.epochs)}")
+    @property
+    def epochs(self) -> dict[str, list]:
+        return self.groups["epochs"]
+
+    @property
+    def steps(self) -> dict[str, list]:
+        return self.groups["steps"]
+
+    def add_row(self, group: str, row: dict[str, float | str]) -> None:
+        """Append one record to a group of columns; every row of a group has the same fields."""
+        columns = self.groups.setdefault(group, {})
+        if columns and set(row) != set(columns):
+            raise ValueError(f"{group} fields changed: {sorted(row)} vs {sorted(columns)}")
         for key, value in row.items():
-            self.epochs.setdefault(key, []).append(float(value))
+            columns.setdefault(key, []).append(value if isinstance(value, str) else float(value))
+
+    def add_epoch(self, row: dict[str, float]) -> None:
+        """Append one epoch's record."""
+        self.add_row("epochs", row)
 
     def add_step(self, t_start: float, t_end: float, samples: int) -> None:
         """Record a step's start/end (seconds) and samples, keeping a bounded, even sample."""
@@ -71,12 +87,11 @@ class TraceWriter:
             self._step_stride *= 2
 
     def add_system(self, t: float, cpu_percent: float, rss_bytes: int) -> None:
-        for key, value in (("t", t), ("cpu_percent", cpu_percent), ("rss_bytes", rss_bytes)):
-            self.system[key].append(float(value))
+        self.add_row("system", {"t": t, "cpu_percent": cpu_percent, "rss_bytes": rss_bytes})
 
     def set_group(self, name: str, columns: dict[str, np.ndarray]) -> None:
         """Store a whole group of columns (for example energy samples), replacing earlier ones."""
-        self.extra[name] = {k: np.asarray(v) for k, v in columns.items()}
+        self.groups[name] = {k: list(np.asarray(v)) for k, v in columns.items()}
 
     def flush(self) -> None:
         """Write everything so far to the trace file atomically."""
@@ -84,12 +99,13 @@ class TraceWriter:
         with h5py.File(tmp, "w") as f:
             for key, value in self.attrs.items():
                 f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-            groups = {"epochs": self.epochs, "steps": self.steps, "system": self.system,
-                      **self.extra}
-            for name, columns in groups.items():
+            for name, columns in self.groups.items():
                 group = f.create_group(name)
                 for key, values in columns.items():
-                    group.create_dataset(key, data=np.asarray(values, dtype=np.float64))
+                    if values and isinstance(values[0], str):
+                        group.create_dataset(key, data=values, dtype=h5py.string_dtype())
+                    else:
+                        group.create_dataset(key, data=np.asarray(values, dtype=np.float64))
         os.replace(tmp, self.path)
 
     def close(self, status: str) -> None:
@@ -111,13 +127,19 @@ class Trace:
         return self.groups.get("epochs", {})
 
 
+def _column(ds: h5py.Dataset) -> np.ndarray:
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return np.asarray(ds.asstr()[()], dtype=object)
+    return np.asarray(ds[()])
+
+
 def read_trace(path: Path) -> Trace:
     """Read a trace file; DataError naming the file if it is unreadable or of another schema."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-            groups = {name: {k: np.asarray(ds[()]) for k, ds in grp.items()}
+            groups = {name: {k: _column(ds) for k, ds in grp.items()}
                       for name, grp in f.items() if isinstance(grp, h5py.Group)}
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"trace {path}: not a readable HDF5 trace ({exc})") from None

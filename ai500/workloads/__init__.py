@@ -3,6 +3,7 @@
 A workload module defines `Workload`, constructed as `Workload(cfg: RunConfig, dist: Dist)` (it
 stages its data shard and builds its model there, raising `Ai500Error` for bad input), with:
 
+    kind = "training"
     samples_per_step: int           samples this rank processes per training step
     steps_per_epoch: int            identical on every rank (collectives run in lock-step)
     describe() -> dict              model and data facts for config.json
@@ -12,6 +13,11 @@ stages its data shard and builds its model there, raising `Ai500Error` for bad i
                                     (e.g. loss, accuracy) as Python floats, so the work is complete
     evaluate() -> dict[str, float]  validation metrics over the whole validation set (all ranks)
     flops_per_sample() -> dict      {"forward", "train": FLOPs per sample, "method": str}
+
+Micro benchmarks (kind = "micro") instead provide `items()` (the kernels to time, in order),
+`measure(item) -> dict` (one kernel's timing record: text labels and numbers in seconds, FLOPs)
+and `format_row(row) -> str` (rank 0's progress line); the driver runs them with a barrier
+before each kernel so all ranks time it at once, and stores the rows in the trace's `kernels/`.
 
 A workload knows nothing about timing, traces, energy or files: the run driver owns those.
 """

@@ -50,6 +50,8 @@ def load_shards(data: dict[str, Any], data_path: str | None, dist: Dist) -> tupl
 class Workload:
     """ResNet binary classifier trained with Horovod data parallelism."""
 
+    kind = "training"
+
     def __init__(self, cfg: RunConfig, dist: Dist):
         self.cfg, self.dist = cfg, dist
         self.train, self.val, self.data_source = load_shards(cfg.data, cfg.data_path, dist)
