@@ -70,7 +70,7 @@ def merge_epochs(traces: dict[int, Trace]) -> dict[str, np.ndarray]:
     """Per-epoch arrays over the epochs every readable rank completed: [rank, epoch] timings."""
     ranks = sorted(traces)
     n = min((len(traces[r].epochs.get("epoch", [])) for r in ranks), default=0)
-    column = lambda key: np.array([traces[r].epochs[key][:n] for r in ranks])  # noqa: E731
+    column = lambda key: np.array([traces[r].epochs[key][:n] for r in ranks])
     merged = {
         "rank": np.array(ranks),
         "epoch": np.arange(n),
@@ -248,21 +248,21 @@ def format_summary(s: dict) -> str:
     tp = s["throughput"]
     per_rank = tp["per_rank_samples_per_s"]
     lines = [
-        f"ai500 {s['benchmark']} ({s['preset']}) on {s['ranks']} rank(s), "
-        f"{s['nodes']} node(s): status {s['status']}",
+        (f"ai500 {s['benchmark']} ({s['preset']}) on {s['ranks']} rank(s), "
+        f"{s['nodes']} node(s): status {s['status']}"),
         f"  quality        {q['metric']} best {_fmt(q['best'])} (target {q['target']}): "
         + ("reached" if q["reached"] else "NOT reached"),
         f"  time to quality {_fmt(s['time_to_quality_s'], ' s')}"
         + (f" (epoch {s['time_to_quality_epoch']})" if q["reached"] else ""),
-        f"  initialisation {_fmt(s['init_s'], ' s')}   run {_fmt(s['run_s'], ' s')}   "
-        f"epochs {s['epochs_completed']}",
-        f"  throughput     {_fmt(tp['samples_per_s'], ' samples/s')} total, "
-        f"{_fmt(float(np.mean(per_rank)) if per_rank else None, ' samples/s')} per rank (mean)",
+        (f"  initialisation {_fmt(s['init_s'], ' s')}   run {_fmt(s['run_s'], ' s')}   "
+        f"epochs {s['epochs_completed']}"),
+        (f"  throughput     {_fmt(tp['samples_per_s'], ' samples/s')} total, "
+        f"{_fmt(float(np.mean(per_rank)) if per_rank else None, ' samples/s')} per rank (mean)"),
         f"                 ({tp['method']})",
-        f"  model FLOPs    {_fmt(s['flops']['per_sample_train'])} per training sample -> "
-        f"{_fmt(s['flops']['flops_per_s'], ' FLOP/s')}",
-        f"  load imbalance {_fmt(s['load_imbalance']['median'])} median, "
-        f"{_fmt(s['load_imbalance']['max'])} max (slowest/fastest rank epoch time)",
+        (f"  model FLOPs    {_fmt(s['flops']['per_sample_train'])} per training sample -> "
+        f"{_fmt(s['flops']['flops_per_s'], ' FLOP/s')}"),
+        (f"  load imbalance {_fmt(s['load_imbalance']['median'])} median, "
+        f"{_fmt(s['load_imbalance']['max'])} max (slowest/fastest rank epoch time)"),
     ]
     for rank, why in s["missing_or_failed_ranks"].items():
         lines.append(f"  rank {rank}: {why}")

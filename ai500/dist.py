@@ -81,8 +81,8 @@ def check_size(size: int, environ: dict[str, str] | None = None) -> None:
 
 def init() -> Dist:
     """Start Horovod over MPI and return this rank's record. Imports TensorFlow (seconds)."""
-    from mpi4py import MPI  # noqa: F401  (initialises MPI with thread support before Horovod)
     import horovod.tensorflow as hvd
+    from mpi4py import MPI  # noqa: F401  (initialises MPI with thread support before Horovod)
 
     hvd.init()
     check_size(hvd.size())
@@ -128,14 +128,18 @@ def allgather_array(values: np.ndarray) -> np.ndarray:
     return _hvd().allgather(tf.constant(values)).numpy()
 
 
-def allgather_object(obj: Any) -> list[Any]:
-    """Every rank's picklable object, in rank order."""
-    return _hvd().allgather_object(obj)
+# Horovod matches collectives across ranks by name, and names object collectives after the
+# object's type by default: ranks passing objects of different types (None on one, a string on
+# another) would then wait in different collectives. Every call site names its own.
+
+def allgather_object(obj: Any, name: str) -> list[Any]:
+    """Every rank's picklable object, in rank order; `name` identifies the call site."""
+    return _hvd().allgather_object(obj, name=f"ai500.{name}")
 
 
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's picklable object, on every rank."""
-    return _hvd().broadcast_object(obj, root_rank=0)
+def broadcast_object(obj: Any, name: str) -> Any:
+    """Rank 0's picklable object, on every rank; `name` identifies the call site."""
+    return _hvd().broadcast_object(obj, root_rank=0, name=f"ai500.{name}")
 
 
 def broadcast_variables(variables: list) -> None:
@@ -154,11 +158,11 @@ def agree(error: Ai500Error | None, dist: Dist) -> None:
     Used after steps that can fail on one rank only (reading its data shard), so that every rank
     exits cleanly with the same message instead of the others waiting in the next collective.
     """
-    messages = allgather_object(None if error is None else str(error))
+    messages = allgather_object(None if error is None else str(error), "agree")
     failed = [(rank, msg) for rank, msg in enumerate(messages) if msg is not None]
     if not failed:
         return
-    first_rank, first_msg = failed[0]
+    first_msg = failed[0][1]
     if dist.size > 1:
         ranks = [rank for rank, _ in failed]
         shown = ", ".join(map(str, ranks[:8])) + (", ..." if len(ranks) > 8 else "")

@@ -12,6 +12,10 @@ from types import ModuleType
 
 WORKLOADS: dict[str, str] = {
     "resnet": "ai500.workloads.resnet",
+    "conv": "ai500.workloads.micro",
+    "fc": "ai500.workloads.micro",
+    "pool": "ai500.workloads.micro",
+    "micro": "ai500.workloads.micro",
 }
 
 

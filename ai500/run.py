@@ -22,9 +22,10 @@ from pathlib import Path
 # Taken at import, before TensorFlow loads, so initialisation time includes the imports.
 PROCESS_START = time.perf_counter()
 
-from ai500 import __version__, config, dist as distlib, registry  # noqa: E402
-from ai500.errors import Ai500Error, ConfigError, TrainingError  # noqa: E402
-from ai500.trace import TraceWriter, trace_name  # noqa: E402
+from ai500 import __version__, config, registry
+from ai500 import dist as distlib
+from ai500.errors import Ai500Error, ConfigError, TrainingError
+from ai500.trace import TraceWriter, trace_name
 
 clock = time.perf_counter
 
@@ -80,7 +81,7 @@ def make_run_dir(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
             result = (str(path.resolve()), None)
         except (ConfigError, OSError) as exc:
             result = (None, str(exc))
-    path_str, error = distlib.broadcast_object(result)
+    path_str, error = distlib.broadcast_object(result, "run_dir")
     if error:
         raise Ai500Error(error, everywhere=True)
     return Path(path_str)
@@ -113,8 +114,8 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     distlib.agree(error, dist)
     flops = workload.flops_per_sample() if dist.is_root else None
     run_dir = make_run_dir(cfg, dist)
-    run_id = distlib.broadcast_object(uuid.uuid4().hex)
-    hosts = distlib.allgather_object(dist.host)
+    run_id = distlib.broadcast_object(uuid.uuid4().hex, "run_id")
+    hosts = distlib.allgather_object(dist.host, "hosts")
     if dist.is_root:
         write_json(run_dir / "config.json", {
             "run_id": run_id, "kind": workload.kind, "config": cfg.to_dict(),
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ai500: error: {exc}", file=sys.stderr, flush=True)
             return 1
         print(f"ai500: error: rank {dist.rank} on {dist.host}: {exc}", file=sys.stderr, flush=True)
-    except Exception as exc:  # a bug or a fault on this rank alone
+    except Exception as exc:  # noqa: BLE001  (a bug or a fault on this rank alone: report, abort)
         traceback.print_exc()
         print(f"ai500: error: rank {dist.rank} on {dist.host} failed: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

@@ -19,14 +19,14 @@ def mpirun(np_: int, args: list[str], timeout: float = 300, env: dict | None = N
     cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
            "-np", str(np_), sys.executable, "-m", "ai500.run", *args]
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=full_env,
                           cwd=cwd or ROOT)
 
 
 def python_module(module: str, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -m MODULE ARGS` (one process, no mpirun)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", module, *args], check=False, capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
 

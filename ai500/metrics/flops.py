@@ -6,7 +6,7 @@ and silently leaves them out. TensorFlow counts one multiply-add as 2 FLOPs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 

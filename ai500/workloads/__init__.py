@@ -1,7 +1,8 @@
 """Benchmarks as workloads: each module here builds a model and its data and trains one step.
 
 A workload module defines `Workload`, constructed as `Workload(cfg: RunConfig, dist: Dist)` (it
-stages its data shard and builds its model there, raising `Ai500Error` for bad input), with:
+stages its data shard and builds its model there, raising `Ai500Error` for bad input; it must
+not call collectives there, since a rank that fails must reach the driver's error agreement), with:
 
     kind = "training"
     samples_per_step: int           samples this rank processes per training step

@@ -6,8 +6,9 @@ events' `normweight`; accuracy at a 0.5 score threshold, unweighted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +27,8 @@ EVAL_BATCH = 256
 
 def load_shards(data: dict[str, Any], data_path: str | None, dist: Dist) -> tuple[dict, dict, str]:
     """This rank's training shard (equal sizes on all ranks) and validation shard (all events
-    covered), from files in the HEP-CNN layout or, without a path, generated in memory."""
+    covered), from files in the HEP-CNN layout or, without a path, generated in memory.
+    No collectives here: a rank whose shard is bad must reach the error agreement."""
     size = int(data["image_size"])
     if data_path is None:
         n_train, n_val, seed = int(data["n_train"]), int(data["n_val"]), int(data["seed"])
@@ -69,9 +71,7 @@ class Workload:
         self.schedule = LinearScalingSchedule(cfg.train.lr, dist.size,
                                               cfg.train.warmup_epochs * self.steps_per_epoch)
         self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=0.9, nesterov=True)
-        # Labels and weights of the whole validation set never change: gather them once.
-        self.val_label = distlib.allgather_array(self.val["label"])
-        self.val_weight = distlib.allgather_array(self.val["normweight"])
+        self._val_truth: tuple[np.ndarray, np.ndarray] | None = None
         self._broadcast_done = False
 
     def describe(self) -> dict[str, Any]:
@@ -80,9 +80,9 @@ class Workload:
             "parameters": int(self.model.count_params()),
             "input_shape": list(self.train["data"].shape[1:]),
             "data_source": self.data_source,
-            "train_events_per_rank": int(len(self.train["label"])),
+            "train_events_per_rank": len(self.train["label"]),
             "train_events_used_per_epoch": self.steps_per_epoch * self.samples_per_step * self.dist.size,
-            "val_events": int(len(self.val_label)),
+            "val_events_this_rank": len(self.val["label"]),
             "optimizer": "SGD, Nesterov momentum 0.9, L2 weight decay from the model config",
             "lr_rule": self.schedule.describe(),
         }
@@ -130,17 +130,22 @@ class Workload:
         return tf.sigmoid(self.model(images, training=False)[:, 0])
 
     def evaluate(self) -> dict[str, float]:
+        if self._val_truth is None:  # labels and weights never change: gather them once
+            self._val_truth = (distlib.allgather_array(self.val["label"]),
+                               distlib.allgather_array(self.val["normweight"]))
+        labels, weights = self._val_truth
         images = self.val["data"]
         local = [self._predict(images[i:i + EVAL_BATCH]).numpy()
                  for i in range(0, len(images), EVAL_BATCH)]
         scores = distlib.allgather_array(np.concatenate(local).astype(np.float64))
         eps = 1e-7
         p = np.clip(scores, eps, 1 - eps)
-        bce = -(self.val_label * np.log(p) + (1 - self.val_label) * np.log(1 - p))
+        bce = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
         return {
-            "val_auc": quality.roc_auc(scores, self.val_label, self.val_weight),
-            "val_accuracy": quality.accuracy(scores, self.val_label),
+            "val_auc": quality.roc_auc(scores, labels, weights),
+            "val_accuracy": quality.accuracy(scores, labels),
             "val_loss": float(np.mean(bce)),
+            "val_events": float(len(labels)),
         }
 
     def flops_per_sample(self) -> dict[str, Any]:

@@ -1,0 +1,228 @@
+"""Rank-0 summary of a micro-benchmark run, merged from every rank's `kernels/` trace rows.
+
+Definitions (every figure computed from the merged traces; every rank runs each kernel at the same moment,
+after a barrier, so the slowest rank bounds what the system delivered):
+- aggregate GFLOPS of a kernel: the sum over ranks of its FLOPs per call / the slowest rank's median
+  seconds per call / 1e9 — the rate the whole system sustains, never one rank's rate times the ranks;
+- GFLOPS per rank: the median over ranks of each rank's FLOPs / its own median seconds;
+- aggregate images/s: the sum over ranks of the batch / the slowest rank's median seconds (rows/s for fc);
+- spread: the fastest and slowest single timed call on any rank, each rank's median absolute deviation of
+  its timed calls, and the imbalance (slowest / fastest rank's median);
+- theoretical peak: each rank's derived peak (column `peak_theoretical_gflops` of its rows); aggregate =
+  the sum over ranks (= per-rank peak × ranks when the ranks are alike);
+- practical peak: the `peak_gemm` rows (square GEMMs timed like the kernels, on all ranks at once, before
+  them): aggregate = the best aggregate GEMM rate over the orders, per rank = aggregate / ranks;
+- percent of peak: aggregate GFLOPS / aggregate peak × 100, against both peaks.
+Aggregates need every rank's trace; the rows every readable rank completed are summarised even in a failed
+run (each is an independent measurement), but the status then says "failed".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+PEAK_OP = "peak_gemm"
+TEXT_COLUMNS = ("op", "size", "direction", "dtype")
+
+DEFINITION = {
+    "aggregate_gflops": "sum over ranks of the kernel's FLOPs per call / the slowest rank's median seconds "
+    "per call / 1e9 (all ranks run the kernel at once, after a barrier)",
+    "gflops_per_rank": "median over ranks of each rank's FLOPs per call / its own median seconds / 1e9",
+    "aggregate_images_per_s": "sum over ranks of the batch / the slowest rank's median seconds "
+    "(rows per second for fc)",
+    "percent_of_peak": "aggregate GFLOPS / aggregate peak × 100, aggregate peak = per-rank peak × ranks "
+    "(theoretical: the sum of each rank's peak)",
+    "spread": "min_s / max_s: fastest / slowest timed call on any rank; mad_s_per_rank: each rank's median "
+    "absolute deviation of its timed calls; imbalance: slowest / fastest rank's median",
+}
+
+
+def _float(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def merged_arrays(traces: dict[int, Any]) -> dict[str, np.ndarray]:
+    """The `kernels/` rows every readable rank completed, for summary.h5: `rank` (R,), the text labels
+    (n,) from the lowest rank, and each numeric column as a [rank, row] float64 array (R, n)."""
+    ranks = sorted(traces)
+    groups = [traces[r].groups.get("kernels", {}) for r in ranks]
+    n = min((len(g.get("op", ())) for g in groups), default=0)
+    first = groups[0] if groups else {}
+    merged: dict[str, np.ndarray] = {"rank": np.array(ranks, dtype=np.int64)}
+    for key in TEXT_COLUMNS:
+        merged[key] = np.array([str(v) for v in list(first.get(key, ()))[:n]], dtype=object)
+    for key in first:
+        if key in TEXT_COLUMNS:
+            continue
+        rows = [np.asarray(g[key], dtype=np.float64)[:n] if key in g else np.full(n, np.nan) for g in groups]
+        merged[key] = np.array(rows, dtype=np.float64).reshape(len(ranks), n)
+    return merged
+
+
+def _label_problems(traces: dict[int, Any], merged: dict[str, np.ndarray]) -> dict[int, str]:
+    """Ranks whose rows are not the same kernels, in the same order, as the lowest rank's."""
+    n = len(merged["op"])
+    lowest = int(merged["rank"][0]) if len(merged["rank"]) else 0
+    found = {}
+    for rank, trace in traces.items():
+        group = trace.groups.get("kernels", {})
+        for key in TEXT_COLUMNS:
+            if [str(v) for v in list(group.get(key, ()))[:n]] != list(merged[key]):
+                found[rank] = f"kernel rows differ from rank {lowest}'s ({key})"
+                break
+    return found
+
+
+def _rate(merged: dict[str, np.ndarray], i: int, column: str = "flops") -> tuple[float, float]:
+    """(sum over ranks of `column` / slowest median seconds, slowest median seconds) of row i."""
+    slowest = float(merged["median_s"][:, i].max())
+    return float(merged[column][:, i].sum()) / slowest, slowest
+
+
+def _theoretical(merged: dict[str, np.ndarray], workload: dict, all_ranks: bool) -> dict:
+    per_rank = ([_float(v) for v in merged["peak_theoretical_gflops"][:, 0]]
+                if "peak_theoretical_gflops" in merged and merged["peak_theoretical_gflops"].size else [])
+    known = all_ranks and bool(per_rank) and None not in per_rank
+    rank0 = dict(workload.get("peak", {}).get("theoretical_rank0", {}))
+    return {
+        "aggregate_gflops": float(np.sum(per_rank)) if known else None,
+        "gflops_per_rank": float(np.median(per_rank)) if known else None,
+        "gflops_by_rank": per_rank,
+        "rank0": rank0,
+        "method": rank0.get("method", "unavailable") + "; aggregate = the sum of each rank's peak "
+        "(= per-rank peak × ranks when the ranks are alike)",
+    }
+
+
+def _practical(merged: dict[str, np.ndarray], workload: dict, all_ranks: bool, size: int) -> dict:
+    per_order = []
+    for i in np.nonzero(merged["op"] == PEAK_OP)[0]:
+        flops_per_s, slowest = _rate(merged, int(i))
+        per_order.append({
+            "size": str(merged["size"][i]),
+            "order": int(merged["batch"][0, i]),
+            "slowest_median_s": slowest,
+            "aggregate_gflops": flops_per_s / 1e9 if all_ranks else None,
+            "gflops_by_rank": [float(v) for v in merged["gflops"][:, i]],
+        })
+    rated = [p for p in per_order if p["aggregate_gflops"] is not None]
+    best = max(rated, key=lambda p: p["aggregate_gflops"]) if rated else None
+    method = workload.get("peak", {}).get("practical", {}).get("method", "measured GEMMs")
+    return {
+        "aggregate_gflops": best["aggregate_gflops"] if best else None,
+        "gflops_per_rank": best["aggregate_gflops"] / size if best else None,
+        "order": best["order"] if best else None,
+        "per_order": per_order,
+        "method": method + "; aggregate GEMM rate = the sum of FLOPs over ranks / the slowest rank's "
+        "median, per rank = aggregate / ranks",
+    }
+
+
+def _percent(rate: float | None, peak_gflops: float | None) -> float | None:
+    return 100.0 * rate / peak_gflops if rate is not None and peak_gflops else None
+
+
+def summarise(cfg: dict[str, Any], traces: dict[int, Any], problems: dict[int, str]) -> dict:
+    """The micro-benchmark run summary as a JSON-ready dict (definitions in the module docstring)."""
+    run_cfg = cfg["config"]
+    workload = cfg.get("workload") or {}
+    size = int(cfg["dist"]["size"])
+    merged = merged_arrays(traces)
+    problems = {**_label_problems(traces, merged), **problems}
+    n = len(merged["op"])
+    all_ranks = len(traces) == size and n > 0
+    expected = workload.get("items")
+    complete = all_ranks and not problems and (expected is None or n == expected)
+    theoretical = _theoretical(merged, workload, all_ranks)
+    practical = _practical(merged, workload, all_ranks, size)
+
+    entries = []
+    for i in range(n):
+        if merged["op"][i] == PEAK_OP:
+            continue
+        flops_per_s, slowest = _rate(merged, i)
+        images_per_s, _ = _rate(merged, i, "batch")
+        median = merged["median_s"][:, i]
+        aggregate = flops_per_s / 1e9 if all_ranks else None
+        entries.append({
+            **{key: str(merged[key][i]) for key in TEXT_COLUMNS},
+            "batch": int(merged["batch"][0, i]),
+            "flops_per_rank": int(merged["flops"][0, i]),
+            "median_s_by_rank": [float(v) for v in median],
+            "slowest_median_s": slowest,
+            "gflops_per_rank": float(np.median(merged["gflops"][:, i])),
+            "gflops_by_rank": [float(v) for v in merged["gflops"][:, i]],
+            "aggregate_gflops": aggregate,
+            "aggregate_images_per_s": images_per_s if all_ranks else None,
+            "percent_of_theoretical_peak": _percent(aggregate, theoretical["aggregate_gflops"]),
+            "percent_of_practical_peak": _percent(aggregate, practical["aggregate_gflops"]),
+            "spread": {
+                "min_s": float(merged["min_s"][:, i].min()),
+                "max_s": float(merged["max_s"][:, i].max()),
+                "mad_s_per_rank": [float(v) for v in merged["mad_s"][:, i]],
+                "imbalance": slowest / float(median.min()),
+            },
+        })
+
+    init = [float(t.attrs.get("init_seconds", np.nan)) for t in traces.values()]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "ok" if complete else "failed",
+        "kind": "micro",
+        "run_id": cfg["run_id"],
+        "benchmark": run_cfg["benchmark"],
+        "preset": run_cfg["preset"],
+        "dtype": run_cfg.get("micro", {}).get("dtype"),
+        "ranks": size,
+        "nodes": cfg["dist"]["nodes"],
+        "hosts": cfg["dist"]["hosts"],
+        "device_rank0": workload.get("device_rank0"),
+        "versions": cfg.get("versions", {}),
+        "command": cfg.get("command"),
+        "timing": workload.get("timing"),
+        "missing_or_failed_ranks": {str(r): why for r, why in sorted(problems.items())},
+        "kernels_completed": n,
+        "kernels_expected": expected,
+        "init_s": _float(max(init)) if init else None,
+        "run_s": _float(merged["t_end"].max()) if "t_end" in merged and merged["t_end"].size else None,
+        "definition": DEFINITION,
+        "peak": {"dtype": run_cfg.get("micro", {}).get("dtype"), "theoretical": theoretical,
+                 "practical": practical},
+        "kernels": entries,
+    }
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_summary(s: dict) -> str:
+    """The compact table rank 0 prints: one row per (op, size, direction) with aggregate figures."""
+    theo, prac = s["peak"]["theoretical"], s["peak"]["practical"]
+    lines = [
+        (f"ai500 {s['benchmark']} ({s['preset']}, {s['dtype']}) on {s['ranks']} rank(s), "
+         f"{s['nodes']} node(s): status {s['status']}, {s['kernels_completed']} of "
+         f"{s['kernels_expected']} rows"),
+        (f"  peak per rank: theoretical {_num(theo['gflops_per_rank'], '.1f')} GFLOPS, practical "
+         f"{_num(prac['gflops_per_rank'], '.1f')} GFLOPS (best GEMM, n={prac['order']}); aggregate "
+         f"{_num(theo['aggregate_gflops'], '.1f')} / {_num(prac['aggregate_gflops'], '.1f')} GFLOPS"),
+        ("  median ms: the slowest rank's; agg(regate) = sum of FLOPs over ranks / that time; "
+         "% of the aggregate peaks"),
+    ]
+    header = ("op", "size", "direction", "median ms", "GFLOPS/rank", "GFLOPS agg", "images/s agg",
+              "%theo", "%prac")
+    rows = [(k["op"], k["size"], k["direction"], _num(k["slowest_median_s"] * 1e3, ".3f"),
+             _num(k["gflops_per_rank"], ".2f"), _num(k["aggregate_gflops"], ".2f"),
+             _num(k["aggregate_images_per_s"], ".1f"), _num(k["percent_of_theoretical_peak"], ".1f"),
+             _num(k["percent_of_practical_peak"], ".1f")) for k in s["kernels"]]
+    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
+    for r in [header, *rows]:
+        cells = [f"{v:<{w}}" if c < 3 else f"{v:>{w}}" for c, (v, w) in enumerate(zip(r, widths))]
+        lines.append("  " + "  ".join(cells))
+    for rank, why in s["missing_or_failed_ranks"].items():
+        lines.append(f"  rank {rank}: {why}")
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+# shellcheck shell=bash
+# Shared body of slurm/*.sbatch: start `python -m ai500.run` on every task of the allocation.
+#
+# Sourced by each .sbatch script, which then calls `ai500_main BENCHMARK "$@"`; the script's own
+# arguments go to ai500.run (a --benchmark among them overrides the script's default).
+# Also executed by the launcher on every rank as `common.sh --rank-exec CMD...` (GPU pinning).
+#
+# Environment (all optional; defaults in brackets):
+#   AI500_HOME        the ai500 checkout            [found from the submitted script's path]
+#   AI500_PYTHON      interpreter with ai500 installed  [$AI500_HOME/.venv/bin/python, else python3]
+#   AI500_OUT         where run directories go; relative to the submit directory  [runs]
+#   AI500_RUN_PREFIX  run directory name before -job<JOBID>  [the benchmark name]
+#   AI500_LAUNCHER    srun | mpirun | auto   [auto: srun when `srun --mpi=list` offers
+#                     $AI500_SRUN_MPI, else mpirun]
+#   AI500_SRUN_MPI    the srun --mpi plugin  [pmix]
+#   AI500_SRUN_ARGS   extra srun options (split on spaces)
+#   AI500_MPIRUN_ARGS extra mpirun options (split on spaces)
+#   AI500_GPU_BIND    local: each rank keeps the GPU whose index is its local rank, when the
+#                     allocation exposes several (CUDA_VISIBLE_DEVICES); none: leave it  [local]
+#   AI500_DRY_RUN     1: print what would run and stop (used by the tests)
+
+ai500_die() {
+    echo "ai500: $*" >&2
+    exit 1
+}
+
+# Which launcher starts the ranks: srun or mpirun (printed).
+ai500_launcher() {
+    local choice=${AI500_LAUNCHER:-auto} mpi=${AI500_SRUN_MPI:-pmix}
+    case $choice in
+        srun | mpirun)
+            command -v "$choice" >/dev/null || ai500_die "AI500_LAUNCHER=$choice but $choice is not on PATH"
+            echo "$choice" ;;
+        auto)
+            if command -v srun >/dev/null && srun --mpi=list 2>&1 | grep -qw -- "$mpi"; then
+                echo srun
+            elif command -v mpirun >/dev/null; then
+                echo mpirun
+            else
+                ai500_die "no launcher: srun offers no --mpi=$mpi and mpirun is not on PATH"
+            fi ;;
+        *) ai500_die "AI500_LAUNCHER=$choice: expected srun, mpirun or auto" ;;
+    esac
+}
+
+# Number of ranks the allocation asks for (printed).
+ai500_ntasks() {
+    if [[ ${SLURM_NTASKS:-} =~ ^[0-9]+$ ]]; then
+        echo "$SLURM_NTASKS"
+    elif [[ ${SLURM_JOB_NUM_NODES:-} =~ ^[0-9]+$ && ${SLURM_NTASKS_PER_NODE:-} =~ ^[0-9]+$ ]]; then
+        echo $((SLURM_JOB_NUM_NODES * SLURM_NTASKS_PER_NODE))
+    else
+        ai500_die "SLURM_NTASKS is not set: submit this script with sbatch (e.g. sbatch -n 2 ...)"
+    fi
+}
+
+# Per rank, just before exec'ing the benchmark: keep one GPU per local rank where the
+# allocation shows this rank several. Local rank: Open MPI's when launched by mpirun (a
+# SLURM_LOCALID inherited from the batch step would be 0 on every rank), else Slurm's.
+ai500_rank_exec() {
+    local lr=${OMPI_COMM_WORLD_LOCAL_RANK:-${MPI_LOCALRANKID:-${SLURM_LOCALID:-}}}
+    local -a gpus
+    if [[ ${AI500_GPU_BIND:-local} == local && $lr =~ ^[0-9]+$ && -n ${CUDA_VISIBLE_DEVICES:-} ]]; then
+        IFS=, read -ra gpus <<<"$CUDA_VISIBLE_DEVICES"
+        if ((${#gpus[@]} > 1)); then
+            export CUDA_VISIBLE_DEVICES=${gpus[lr % ${#gpus[@]}]}
+        fi
+    fi
+    exec "$@"
+}
+
+# Write slurm_energy.json into the run directory (see slurm/sacct_energy.py).
+ai500_record_energy() {
+    local run_dir=$1 py=$2
+    if [[ ! -d $run_dir ]]; then
+        echo "ai500: no run directory $run_dir: job energy not recorded" >&2
+        return 0
+    fi
+    "$py" "$AI500_HOME/slurm/sacct_energy.py" "${SLURM_JOB_ID:-}" "$run_dir/slurm_energy.json" ||
+        echo "ai500: could not record the job's energy from sacct" >&2
+}
+
+ai500_main() {
+    local bench=$1
+    shift
+    [[ -f ${AI500_HOME:-}/slurm/common.sh ]] || ai500_die "AI500_HOME=${AI500_HOME:-} is not an ai500 checkout"
+
+    # Options the script itself resolves; every other argument goes to ai500.run unchanged.
+    local out=${AI500_OUT:-runs} name="" want="" flag="" arg
+    local -a pass=()
+    for arg in "$@"; do
+        if [[ -n $want ]]; then
+            printf -v "$want" '%s' "$arg"
+            want=""
+            continue
+        fi
+        flag=$arg
+        case $arg in
+            --benchmark) want=bench ;;
+            --out) want=out ;;
+            --run-name) want=name ;;
+            --benchmark=*) bench=${arg#*=} ;;
+            --out=*) out=${arg#*=} ;;
+            --run-name=*) name=${arg#*=} ;;
+            *) pass+=("$arg") ;;
+        esac
+    done
+    [[ -z $want ]] || ai500_die "$flag needs a value"
+    [[ -n ${SLURM_JOB_ID:-} ]] || ai500_die "SLURM_JOB_ID is not set: submit this script with sbatch"
+    [[ $out == /* ]] || out=${SLURM_SUBMIT_DIR:-$PWD}/$out
+    if [[ -z $name ]]; then
+        name=${AI500_RUN_PREFIX:-$bench}-job$SLURM_JOB_ID
+        # A requeued job must not collide with the directory of its first attempt.
+        if [[ ${SLURM_RESTART_COUNT:-0} =~ ^[1-9][0-9]*$ ]]; then
+            name+=-restart$SLURM_RESTART_COUNT
+        fi
+    fi
+
+    local py=${AI500_PYTHON:-}
+    if [[ -z $py ]]; then
+        py=python3
+        [[ -x $AI500_HOME/.venv/bin/python ]] && py=$AI500_HOME/.venv/bin/python
+    fi
+    command -v "$py" >/dev/null || ai500_die "AI500_PYTHON=$py is not an executable"
+
+    local launcher ntasks
+    launcher=$(ai500_launcher) || exit 1
+    ntasks=$(ai500_ntasks) || exit 1
+    # Every rank compares MPI's world size with this and stops with a clear message if the
+    # ranks did not join one job (ai500/dist.py).
+    export AI500_EXPECTED_SIZE=$ntasks
+    export PYTHONPATH=$AI500_HOME${PYTHONPATH:+:$PYTHONPATH}
+
+    local -a cmd extra
+    case $launcher in
+        srun)
+            read -ra extra <<<"${AI500_SRUN_ARGS:-}"
+            cmd=(srun "--mpi=${AI500_SRUN_MPI:-pmix}" "--ntasks=$ntasks" --kill-on-bad-exit=1)
+            # Since Slurm 22.05 srun no longer inherits --cpus-per-task from sbatch.
+            [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cmd+=("--cpus-per-task=$SLURM_CPUS_PER_TASK")
+            ;;
+        mpirun)
+            read -ra extra <<<"${AI500_MPIRUN_ARGS:-}"
+            cmd=(mpirun -np "$ntasks")
+            ((EUID == 0)) && cmd+=(--allow-run-as-root)
+            [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cmd+=(--map-by "slot:PE=$SLURM_CPUS_PER_TASK")
+            cmd+=(-x AI500_EXPECTED_SIZE -x PYTHONPATH)
+            ;;
+    esac
+    cmd+=("${extra[@]}" bash "$AI500_HOME/slurm/common.sh" --rank-exec
+          "$py" -m ai500.run --benchmark "$bench" --out "$out" --run-name "$name" "${pass[@]}")
+
+    echo "ai500: job $SLURM_JOB_ID, $ntasks ranks on ${SLURM_JOB_NUM_NODES:-1} node(s) via $launcher;" \
+        "run directory $out/$name"
+    echo "ai500: AI500_EXPECTED_SIZE=$ntasks $(printf '%q ' "${cmd[@]}")"
+    [[ ${AI500_DRY_RUN:-0} == 1 ]] && return 0
+
+    local rc=0
+    "${cmd[@]}" || rc=$?
+    if ((rc != 0)); then
+        echo "ai500: $launcher exited with status $rc" >&2
+        if [[ $launcher == srun && ${AI500_SRUN_MPI:-pmix} != pmix* ]]; then
+            echo "ai500: srun --mpi=${AI500_SRUN_MPI} gives MPI no way to join the $ntasks tasks into" \
+                "one job; use AI500_SRUN_MPI=pmix or AI500_LAUNCHER=mpirun" >&2
+        fi
+    fi
+    ai500_record_energy "$out/$name" "$py"
+    return "$rc"
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    case ${1:-} in
+        --rank-exec) shift; ai500_rank_exec "$@" ;;
+        *) echo "usage: source slurm/common.sh from an sbatch script, or common.sh --rank-exec CMD..." >&2
+           exit 2 ;;
+    esac
+fi

@@ -1,0 +1,302 @@
+"""slurm/*.sbatch and slurm/sweep.sh: the launch logic without Slurm (dry runs against fake
+`srun`/`mpirun`), then real jobs on a one-node Slurm cluster that this module starts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, load_summary
+from slurm_cluster import ClusterError, SlurmCluster, ensure_packages
+
+SLURM = ROOT / "slurm"
+SCRIPTS = {"resnet": "resnet.sbatch", "dcgan": "dcgan.sbatch",
+           "faster_rcnn": "faster_rcnn.sbatch", "micro": "micro.sbatch"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry runs: the scripts run with bash directly, Slurm's variables faked, AI500_DRY_RUN=1.
+
+def fake_bin(tmp_path: Path, srun_mpi: list[str] | None, mpirun: bool = True) -> Path:
+    """A PATH directory with the few tools the scripts use, a fake `srun` whose --mpi=list
+    offers `srun_mpi` (None: no srun at all) and optionally a fake `mpirun`."""
+    bin_dir = tmp_path / "bin"
+    shutil.rmtree(bin_dir, ignore_errors=True)
+    bin_dir.mkdir()
+    for tool in ("bash", "grep", "sed", "dirname", "cat", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    if srun_mpi is not None:
+        listing = "MPI plugin types are...\n" + "".join(f"\t{m}\n" for m in srun_mpi)
+        (bin_dir / "srun").write_text(f"#!/bin/bash\nprintf '{listing}' >&2\n")
+    if mpirun:
+        (bin_dir / "mpirun").write_text("#!/bin/bash\nexit 0\n")
+    for f in bin_dir.iterdir():
+        if not f.is_symlink():
+            f.chmod(0o755)
+    return bin_dir
+
+
+def dry_run(tmp_path: Path, script: str, args: list[str] = (), srun_mpi=("pmix", "none"),
+            mpirun: bool = True, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run SCRIPT under bash as a 4-task job 77 would; returns the result and the command."""
+    bin_dir = fake_bin(tmp_path, None if srun_mpi is None else list(srun_mpi), mpirun)
+    full_env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "AI500_DRY_RUN": "1",
+                "AI500_PYTHON": sys.executable, "SLURM_JOB_ID": "77", "SLURM_NTASKS": "4",
+                "SLURM_JOB_NUM_NODES": "2", "SLURM_SUBMIT_DIR": str(tmp_path), **env}
+    full_env = {k: v for k, v in full_env.items() if v is not None}
+    result = subprocess.run([shutil.which("bash"), str(SLURM / script), *args], env=full_env,
+                            capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    command: list[str] = []
+    for line in result.stdout.splitlines():
+        if line.startswith("ai500: AI500_EXPECTED_SIZE="):
+            command = shlex.split(line.split(" ", 2)[2])
+    return result, command
+
+
+def ai500_args(command: list[str]) -> list[str]:
+    """What follows `python -m ai500.run` in a launch command."""
+    i = command.index("ai500.run")
+    assert command[i - 2:i] == [sys.executable, "-m"]
+    assert command[i - 5:i - 2] == ["bash", str(SLURM / "common.sh"), "--rank-exec"]
+    return command[i + 1:]
+
+
+def test_auto_picks_srun_with_pmix_and_names_the_run_after_the_job(tmp_path):
+    result, cmd = dry_run(tmp_path, "resnet.sbatch", ["--preset", "ci"])
+    assert result.returncode == 0, result.stderr
+    assert cmd[:4] == ["srun", "--mpi=pmix", "--ntasks=4", "--kill-on-bad-exit=1"]
+    assert ai500_args(cmd) == ["--benchmark", "resnet", "--out", str(tmp_path / "runs"),
+                               "--run-name", "resnet-job77", "--preset", "ci"]
+    assert "AI500_EXPECTED_SIZE=4 " in result.stdout
+    assert "4 ranks on 2 node(s) via srun" in result.stdout
+
+
+@pytest.mark.parametrize("srun_mpi", [("none", "pmi2"), None], ids=["srun-without-pmix", "no-srun"])
+def test_auto_falls_back_to_mpirun(tmp_path, srun_mpi):
+    result, cmd = dry_run(tmp_path, "resnet.sbatch", srun_mpi=srun_mpi)
+    assert result.returncode == 0, result.stderr
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    assert cmd[:cmd.index("bash")] == ["mpirun", "-np", "4", *root,
+                                       "-x", "AI500_EXPECTED_SIZE", "-x", "PYTHONPATH"]
+
+
+def test_launcher_variable_overrides_and_extra_options(tmp_path):
+    result, cmd = dry_run(tmp_path, "resnet.sbatch", AI500_LAUNCHER="mpirun",
+                          AI500_MPIRUN_ARGS="--bind-to none --oversubscribe",
+                          SLURM_CPUS_PER_TASK="8")
+    assert result.returncode == 0, result.stderr
+    head = cmd[:cmd.index("bash")]
+    assert head[:3] == ["mpirun", "-np", "4"]
+    assert head[-5:] == ["-x", "PYTHONPATH", "--bind-to", "none", "--oversubscribe"]
+    assert ["--map-by", "slot:PE=8"] == head[head.index("--map-by"):head.index("--map-by") + 2]
+
+    result, cmd = dry_run(tmp_path, "resnet.sbatch", srun_mpi=("none",), AI500_LAUNCHER="srun",
+                          AI500_SRUN_MPI="pmi2", AI500_SRUN_ARGS="--cpu-bind=none",
+                          SLURM_CPUS_PER_TASK="8")
+    assert result.returncode == 0, result.stderr
+    assert cmd[:cmd.index("bash")] == ["srun", "--mpi=pmi2", "--ntasks=4", "--kill-on-bad-exit=1",
+                                       "--cpus-per-task=8", "--cpu-bind=none"]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"AI500_LAUNCHER": "ssh"}, "AI500_LAUNCHER=ssh: expected srun, mpirun or auto"),
+    ({"SLURM_NTASKS": None, "SLURM_JOB_NUM_NODES": None}, "SLURM_NTASKS is not set"),
+    ({"SLURM_JOB_ID": None}, "SLURM_JOB_ID is not set: submit this script with sbatch"),
+    ({"AI500_PYTHON": "/nonexistent/python"}, "AI500_PYTHON=/nonexistent/python is not"),
+])
+def test_bad_setup_is_one_clear_line(tmp_path, env, message):
+    result, _ = dry_run(tmp_path, "resnet.sbatch", **env)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_no_launcher_at_all(tmp_path):
+    result, _ = dry_run(tmp_path, "resnet.sbatch", srun_mpi=None, mpirun=False)
+    assert result.returncode == 1
+    assert "no launcher: srun offers no --mpi=pmix and mpirun is not on PATH" in result.stderr
+
+
+def test_ntasks_from_nodes_times_tasks_per_node(tmp_path):
+    result, cmd = dry_run(tmp_path, "resnet.sbatch", SLURM_NTASKS=None,
+                          SLURM_JOB_NUM_NODES="3", SLURM_NTASKS_PER_NODE="8")
+    assert result.returncode == 0, result.stderr
+    assert "--ntasks=24" in cmd
+
+
+@pytest.mark.parametrize("benchmark", sorted(SCRIPTS))
+def test_every_script_passes_its_benchmark_and_the_arguments(tmp_path, benchmark):
+    script = SLURM / SCRIPTS[benchmark]
+    text = script.read_text()
+    for directive in (f"#SBATCH --job-name=ai500-{benchmark}", "#SBATCH --ntasks-per-node=2",
+                      "#SBATCH --time=", f"#SBATCH --output=ai500-{benchmark}-%j.out"):
+        assert directive in text
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    result, cmd = dry_run(tmp_path, script.name, ["--preset", "full", "--epochs", "3"])
+    assert result.returncode == 0, result.stderr
+    assert ai500_args(cmd) == ["--benchmark", benchmark, "--out", str(tmp_path / "runs"),
+                               "--run-name", f"{benchmark}-job77", "--preset", "full",
+                               "--epochs", "3"]
+
+
+def test_benchmark_out_and_run_name_options_are_resolved_by_the_script(tmp_path):
+    result, cmd = dry_run(tmp_path, "micro.sbatch",
+                          ["--benchmark=conv", "--preset", "ci", "--out", "elsewhere"],
+                          SLURM_RESTART_COUNT="2")
+    assert result.returncode == 0, result.stderr
+    assert ai500_args(cmd) == ["--benchmark", "conv", "--out", str(tmp_path / "elsewhere"),
+                               "--run-name", "conv-job77-restart2", "--preset", "ci"]
+    result, cmd = dry_run(tmp_path, "resnet.sbatch", ["--run-name", "mine"], AI500_OUT="/abs/runs")
+    assert ai500_args(cmd) == ["--benchmark", "resnet", "--out", "/abs/runs", "--run-name", "mine"]
+    result, _ = dry_run(tmp_path, "resnet.sbatch", ["--out"])
+    assert result.returncode == 1 and "--out needs a value" in result.stderr
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"CUDA_VISIBLE_DEVICES": "4,5,6,7", "SLURM_LOCALID": "2"}, "6"),
+    # mpirun inside the allocation: SLURM_LOCALID is the batch step's 0, Open MPI's rank wins
+    ({"CUDA_VISIBLE_DEVICES": "4,5,6,7", "SLURM_LOCALID": "0", "OMPI_COMM_WORLD_LOCAL_RANK": "3"},
+     "7"),
+    ({"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_LOCALID": "3"}, "1"),
+    ({"CUDA_VISIBLE_DEVICES": "3", "SLURM_LOCALID": "1"}, "3"),  # Slurm already bound one GPU
+    ({"SLURM_LOCALID": "1"}, "unset"),  # no GPUs: nothing set
+    ({"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_LOCALID": "1", "AI500_GPU_BIND": "none"}, "0,1"),
+])
+def test_rank_exec_keeps_one_gpu_per_local_rank(env, expected):
+    result = subprocess.run(
+        ["bash", str(SLURM / "common.sh"), "--rank-exec", "bash", "-c",
+         'echo "${CUDA_VISIBLE_DEVICES-unset}"'],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def load_sacct_energy():
+    spec = importlib.util.spec_from_file_location("sacct_energy", SLURM / "sacct_energy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sacct_energy_records():
+    m = load_sacct_energy()
+    off = m.summarise("9", 1, "", "sacct: error: Slurm accounting storage is disabled\n")
+    assert off["joules"] is None
+    assert off["reason"] == "sacct failed: error: Slurm accounting storage is disabled"
+    job = m.summarise("9", 0, "9|5120\n9.batch|0\n9.extern|\n9.0|5000\n", "")
+    assert job["joules"] == 5120.0 and job["reason"] is None
+    assert job["steps"] == {"9": 5120.0, "9.batch": None, "9.extern": None, "9.0": 5000.0}
+    steps = m.summarise("9", 0, "9|\n9.batch|\n9.0|300\n9.1|200\n", "")
+    assert steps["joules"] == 500.0
+    none = m.summarise("9", 0, "9|0\n9.batch|0\n", "")
+    assert none["joules"] is None and "no AcctGatherEnergyType plugin" in none["reason"]
+    assert m.summarise("9", 0, "", "")["reason"] == "sacct returned no rows for this job"
+
+
+# ---------------------------------------------------------------------------------------------
+# A real cluster.
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    reason = ensure_packages()
+    if reason:
+        pytest.skip(f"no Slurm cluster on this machine: {reason}")
+    c = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        c.start()
+    except ClusterError:
+        c.stop()
+        raise
+    yield c
+    c.stop()
+
+
+def job_env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
+    return {**cluster.env, "AI500_PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def sbatch_wait(cluster: SlurmCluster, cwd: Path, args: list[str], timeout: float = 240,
+                **env: str) -> tuple[int, str, str]:
+    """`sbatch --wait --parsable ARGS` from cwd: the exit status, the job id, the job's output."""
+    result = subprocess.run(["sbatch", "--wait", "--parsable", *args], cwd=cwd,
+                            env=job_env(cluster, **env), capture_output=True, text=True,
+                            timeout=timeout)
+    job_id = result.stdout.strip().split(";")[0]
+    assert job_id.isdigit(), (result.stdout, result.stderr)
+    outputs = list(cwd.glob(f"*-{job_id}.out"))
+    text = outputs[0].read_text() if outputs else "(no job output file)"
+    return result.returncode, job_id, text
+
+
+def check_run(run_dir: Path, ranks: int, job_output: str) -> None:
+    assert run_dir.is_dir(), job_output
+    summary = load_summary(run_dir)
+    assert summary["status"] == "ok" and summary["ranks"] == ranks, job_output
+    assert sorted(p.name for p in run_dir.glob("trace-rank*.h5")) == [
+        f"trace-rank{r:05d}.h5" for r in range(ranks)]
+    energy = json.loads((run_dir / "slurm_energy.json").read_text())
+    assert energy["source"] == "sacct ConsumedEnergyRaw"
+    # This cluster keeps no accounting: the record says so instead of inventing a number.
+    assert energy["joules"] is None
+    assert energy["reason"] == "sacct failed: Slurm accounting storage is disabled"
+
+
+def test_resnet_sbatch_with_srun_pmix(cluster, tmp_path):
+    rc, job, out = sbatch_wait(cluster, tmp_path, ["-n", "2", str(SLURM / "resnet.sbatch"),
+                                                   "--preset", "ci"])
+    assert rc == 0, out
+    assert "2 ranks on 1 node(s) via srun" in out and "srun --mpi=pmix" in out
+    check_run(tmp_path / "runs" / f"resnet-job{job}", 2, out)
+
+
+def test_micro_sbatch_with_mpirun_inside_the_allocation(cluster, tmp_path):
+    rc, job, out = sbatch_wait(cluster, tmp_path, ["-n", "2", str(SLURM / "micro.sbatch"),
+                                                   "--benchmark", "conv", "--preset", "ci"],
+                               AI500_LAUNCHER="mpirun", AI500_OUT=str(tmp_path / "results"))
+    assert rc == 0, out
+    assert "2 ranks on 1 node(s) via mpirun" in out
+    check_run(tmp_path / "results" / f"conv-job{job}", 2, out)
+
+
+def test_srun_without_pmi_fails_fast_instead_of_running_singletons(cluster, tmp_path):
+    t0 = time.monotonic()
+    rc, job, out = sbatch_wait(cluster, tmp_path, ["-n", "2", str(SLURM / "resnet.sbatch"),
+                                                   "--preset", "ci"],
+                               AI500_LAUNCHER="srun", AI500_SRUN_MPI="none", timeout=120)
+    assert rc != 0, out
+    # With Debian's Open MPI 4.1, MPI_Init itself refuses a direct launch without PMIx; an MPI
+    # that starts singletons instead is stopped by ai500's size check (AI500_EXPECTED_SIZE).
+    assert ('direct launched using "srun"' in out
+            or "MPI reports 1 process(es) but AI500_EXPECTED_SIZE=2" in out), out
+    assert "srun --mpi=none gives MPI no way to join the 2 tasks into one job" in out
+    assert not (tmp_path / "runs" / f"resnet-job{job}" / "summary.json").exists()
+    assert time.monotonic() - t0 < 60
+
+
+def test_sweep_submits_one_job_per_point(cluster, tmp_path):
+    result = subprocess.run(
+        [str(SLURM / "sweep.sh"), "--benchmark", "fc", "--mode", "weak", "--ranks", "1,2",
+         "--preset", "ci", "--out", str(tmp_path / "sweeps"), "--sweep-name", "fc-weak"],
+        cwd=tmp_path, env=job_env(cluster), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep = tmp_path / "sweeps" / "fc-weak"
+    points = json.loads((sweep / "manifest.json").read_text())["points"]
+    jobs = [p["job_id"] for p in points]
+    assert [p["status"] for p in points] == ["submitted", "submitted"] and all(jobs), points
+    deadline = time.monotonic() + 240
+    while subprocess.run(["squeue", "-h", "-j", ",".join(jobs)], env=cluster.env,
+                         capture_output=True, text=True).stdout.strip():
+        assert time.monotonic() < deadline, "sweep jobs did not finish"
+        time.sleep(1)
+    for point, ranks in zip(points, (1, 2)):
+        out = next(tmp_path.glob(f"*-{point['job_id']}.out")).read_text()
+        check_run(sweep / point["run_dir"], ranks, out)

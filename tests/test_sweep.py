@@ -1,0 +1,205 @@
+"""Scaling sweeps: dry-run command lists for weak and strong scaling, the errors raised before
+anything runs, and one real 1- and 2-rank weak sweep at the ci preset, reported on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+from ai500 import report as reportlib
+from launch import launchers, sweep
+
+PY = sys.executable
+
+
+def run_args(n: int, batch: int, out: str = "runs/s", extra=(), lr=None, repeat=1) -> list[str]:
+    args = ["-m", "ai500.run", "--benchmark", "resnet", "--preset", "ci", "--out", out,
+            "--run-name", f"np{n:04d}-r{repeat:02d}", "--batch-size", str(batch)]
+    if lr is not None:
+        args += ["--lr", lr]
+    return [*args, *extra]
+
+
+def dry(capsys, *argv: str) -> tuple[int, list[str], str]:
+    code = sweep.main(["--benchmark", "resnet", "--preset", "ci", "--out", "runs",
+                       "--sweep-name", "s", "--dry-run", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def expected(n: int, args: list[str]) -> str:
+    import shlex
+
+    return shlex.join(launchers.Mpirun().command(n, args))
+
+
+def test_weak_dry_run_keeps_the_per_rank_batch(capsys):
+    code, lines, _ = dry(capsys, "--mode", "weak", "--ranks", "1,2,4", "--", "--epochs", "2")
+    assert code == 0
+    assert lines == [expected(n, run_args(n, 32, extra=["--epochs", "2"])) for n in (1, 2, 4)]
+
+
+def test_weak_dry_run_with_batch_size_and_repeats(capsys):
+    code, lines, _ = dry(capsys, "--mode", "weak", "--ranks", "2,1", "--batch-size", "16",
+                         "--repeats", "2")
+    assert code == 0
+    # Repeats are interleaved: every N once, then again.
+    assert lines == [expected(n, run_args(n, 16, repeat=r)) for r in (1, 2) for n in (1, 2)]
+
+
+def test_strong_dry_run_divides_the_global_batch_and_holds_the_peak_lr(capsys):
+    code, lines, _ = dry(capsys, "--mode", "strong", "--ranks", "1,2,4", "--global-batch", "64")
+    assert code == 0
+    # preset: batch 32, lr 0.05 -> peak lr 0.05 * 64 / 32 = 0.1 for every N (the run multiplies by N)
+    assert lines == [expected(1, run_args(1, 64, lr="0.1")),
+                     expected(2, run_args(2, 32, lr="0.05")),
+                     expected(4, run_args(4, 16, lr="0.025"))]
+
+
+def test_strong_default_global_batch_is_preset_batch_times_largest_n(capsys):
+    code, lines, _ = dry(capsys, "--mode", "strong", "--ranks", "1,2", "--", "--lr", "0.1",
+                         "--epochs", "3")
+    assert code == 0
+    assert lines == [expected(1, run_args(1, 64, lr="0.2", extra=["--epochs", "3"])),
+                     expected(2, run_args(2, 32, lr="0.1", extra=["--epochs", "3"]))]
+
+
+def test_strong_non_divisible_is_one_line_error_before_anything_runs(capsys, tmp_path):
+    code = sweep.main(["--benchmark", "resnet", "--preset", "ci", "--mode", "strong",
+                       "--ranks", "1,2,3", "--global-batch", "64", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "global batch 64 does not divide evenly among 3 rank(s)" in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mode", "weak", "--global-batch", "64"], "weak mode takes --batch-size"),
+    (["--mode", "weak", "--", "--run-name", "x"], "--run-name after `--` is set by the sweep"),
+    (["--mode", "weak", "--", "--batch-size=8"], "use the sweep's --batch-size"),
+    (["--mode", "weak", "--ranks", "0,1"], "rank counts must be >= 1"),
+    (["--mode", "weak", "--ranks", "a"], "expected comma-separated whole numbers"),
+    (["--mode", "weak", "--launcher", "local", "--ranks", "1,2"], "local launcher runs one rank"),
+])
+def test_planning_errors(capsys, argv, message):
+    code, lines, err = dry(capsys, *argv)
+    assert code == 2 and lines == []
+    assert message in err and err.startswith("sweep: error: ")
+
+
+def test_unknown_benchmark(capsys):
+    code = sweep.main(["--benchmark", "nope", "--mode", "weak", "--dry-run"])
+    assert code == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
+
+
+def test_slurm_dry_run_prints_one_sbatch_per_point(capsys, tmp_path):
+    code = sweep.main(["--benchmark", "resnet", "--preset", "ci", "--mode", "weak",
+                       "--ranks", "1,4", "--launcher", "slurm", "--out", str(tmp_path),
+                       "--sweep-name", "s", "--dry-run", "--", "--epochs", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    out = str((tmp_path / "s").resolve())
+    assert code == 0
+    assert lines == [" ".join(["sbatch", "--parsable", "-n", str(n), "slurm/resnet.sbatch",
+                               "--benchmark", "resnet", "--preset", "ci", "--out", out,
+                               "--run-name", f"np{n:04d}-r01", "--batch-size", "32",
+                               "--epochs", "2"]) for n in (1, 4)]
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- a real sweep: mpirun with 1 and 2 ranks, then the report on it -------------------------
+
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweeps")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [PY, "launch/sweep.py", "--benchmark", "resnet", "--preset", "ci", "--mode", "weak",
+         "--ranks", "1,2", "--out", str(out), "--sweep-name", "weak", "--timeout", "240",
+         "--", "--epochs", "2"],
+        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_dir = out / "weak"
+    rep = subprocess.run([PY, "-m", "ai500.report", str(sweep_dir), "--out", str(out / "report")],
+                         check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    return sweep_dir, out / "report", rep.stdout
+
+
+def test_real_sweep_manifest_and_run_directories(real_sweep):
+    sweep_dir, _, _ = real_sweep
+    m = json.loads((sweep_dir / "manifest.json").read_text())
+    assert (m["benchmark"], m["preset"], m["mode"], m["ranks"], m["repeats"]) == (
+        "resnet", "ci", "weak", [1, 2], 1)
+    assert m["status"] == "complete" and "per-rank batch fixed at 32" in m["batch_rule"]["rule"]
+    assert m["batch_rule"]["global_batch"] == {"1": 32, "2": 64}
+    cores = launchers.local_cores()
+    assert m["cores"] == cores
+    for p, n in zip(m["points"], (1, 2)):
+        assert p["name"] == f"np{n:04d}-r01" and p["status"] == "ok" and p["exit_status"] == 0
+        assert p["oversubscribed"] == (n > cores)
+        assert p["command"] == launchers.Mpirun().command(
+            n, run_args(n, 32, out=str(sweep_dir), extra=["--epochs", "2"]))
+        s = json.loads((sweep_dir / p["run_dir"] / "summary.json").read_text())
+        assert s["status"] == "ok" and s["ranks"] == n and s["global_batch_size"] == 32 * n
+        assert (sweep_dir / p["log"]).read_text().startswith("$ mpirun")
+
+
+def test_real_sweep_report_matches_the_summaries(real_sweep):
+    sweep_dir, rep_dir, stdout = real_sweep
+    for name in ("report.md", "report.html", "report.json", "throughput.png", "efficiency.png"):
+        assert (rep_dir / name).stat().st_size > 0, name
+    r = json.loads((rep_dir / "report.json").read_text())
+    x = {n: json.loads((sweep_dir / f"np{n:04d}-r01" / "summary.json").read_text())
+         for n in (1, 2)}
+    assert r["mode"] == "weak" and [p["ranks"] for p in r["points"]] == [1, 2]
+    p1, p2 = r["points"]
+    x1, x2 = (x[n]["throughput"]["samples_per_s"] for n in (1, 2))
+    assert p1["throughput"]["median"] == x1 and p2["throughput"]["median"] == x2
+    assert p1["efficiency"] == 1.0
+    assert p2["efficiency"] == x2 / (2 * x1)  # E(N) = X(N) / (N X(1)), exactly
+    assert p2["ideal_throughput"] == 2 * x1
+    assert p2["flops_per_s"]["median"] == x[2]["flops"]["flops_per_s"]
+    assert p2["load_imbalance_median"]["median"] == x[2]["load_imbalance"]["median"]
+    assert p2["energy_j"] is None  # no energy section yet: n/a, never made up
+    md = (rep_dir / "report.md").read_text()
+    assert "weak-scaling efficiency E(N)" in md and "speedup" not in md.lower().split(
+        "### every run")[0].replace("not a speedup", "")
+    row2 = next(line for line in md.splitlines() if line.startswith("| 2 | 64 |"))
+    assert reportlib.num(x2) in row2 and reportlib.num(p2["efficiency"], 3) in row2
+    # Runs that did not reach the target are listed, not dropped.
+    for n in (1, 2):
+        if not x[n]["quality"]["reached"]:
+            assert f"`np{n:04d}-r01` (N={n}): best" in md
+        else:
+            assert x[n]["time_to_quality_s"] == r["points"][n - 1]["time_to_quality_s"]["median"]
+    if not any(x[n]["quality"]["reached"] for n in (1, 2)):
+        assert "time to quality: not drawn (no run reached the quality target)" in md
+    page = (rep_dir / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == len(r["plots"]["files"]) >= 2
+    assert "http" not in page and "<link" not in page and "<script" not in page
+    assert "| 2 | 64 |" in stdout
+
+
+def test_real_run_mllog_parses_with_mlperf_logging(real_sweep):
+    from mlperf_logging.compliance_checker import mlp_parser
+
+    from ai500.mllog import write_mllog
+
+    run_dir = real_sweep[0] / "np0002-r01"
+    path = write_mllog(run_dir)
+    lines, errors = mlp_parser.parse_file(str(path), ruleset="4.1.0")
+    assert errors == []
+    keys = [ll.key for ll in lines]
+    assert keys[0] == "init_start" and keys[-1] == "run_stop"
+    assert keys.index("init_stop") < keys.index("run_start") < keys.index("epoch_start")
+    assert keys.count("eval_accuracy") == keys.count("epoch_start") >= 1
+    stamps = [ll.timestamp for ll in lines]
+    assert stamps == sorted(stamps)
