@@ -1,5 +1,6 @@
 # make run    installs what is missing, then runs the default job (resnet, small preset, 2 ranks)
 # make test   installs what is missing, then runs the test suite
+# make sweep  a weak-scaling sweep over SWEEP_RANKS and its report
 # make bench  performance ratios (instrumentation overhead, input pipeline), measured side by side
 SHELL := /bin/bash
 VENV ?= .venv
@@ -12,7 +13,9 @@ BENCHMARK ?= resnet
 MPIRUN ?= mpirun --allow-run-as-root --oversubscribe --bind-to none
 STAMP := $(VENV)/.ai500-installed
 
-.PHONY: install run test bench lint clean-venv
+SWEEP_RANKS ?= 1,2
+
+.PHONY: install run test bench sweep lint
 
 install: $(STAMP)
 
@@ -38,6 +41,10 @@ run: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+sweep: install
+	$(PY) launch/sweep.py --benchmark $(BENCHMARK) --preset $(PRESET) --mode weak \
+	  --ranks $(SWEEP_RANKS) --out runs --report
 
 bench: install
 	$(PY) benchmarks/overhead.py

@@ -11,5 +11,6 @@ setup(
     # TensorFlow is the site's choice, and Horovod must be compiled against the installed one.
     install_requires=["numpy<2", "h5py", "psutil", "mpi4py", "pyyaml", "tqdm", "matplotlib"],
     entry_points={"console_scripts": ["ai500-run=ai500.run:main",
-                                      "ai500-aggregate=ai500.aggregate:main"]},
+                                      "ai500-aggregate=ai500.aggregate:main",
+                                      "ai500-report=ai500.report:main"]},
 )

@@ -227,6 +227,10 @@ def aggregate(run_dir: Path) -> dict:
         summary = summarise(cfg, traces, problems)
         arrays = merge_epochs(traces)
     write_summary(run_dir, summary, arrays)
+    if traces:
+        from ai500.mllog import write_mllog
+
+        write_mllog(run_dir)
     return summary
 
 

@@ -13,7 +13,8 @@ MLPerf's parser reads); the clock is injectable, so tests compare exact output.
 rank-0 trace: init_start (process start) → init_stop = run_start (after the barrier, the trace's
 `wall_start`) → per epoch epoch_start/epoch_stop, eval_start/eval_stop and eval_accuracy (the
 benchmark's quality metric; its name in the metadata) → run_stop with status `success` when the
-target was reached, `aborted` otherwise. As in MLPerf, the run stops at the target: run_stop is at
+target was reached (for a micro benchmark, which has no target: when the run completed), `aborted`
+otherwise. As in MLPerf, the run stops at the target: run_stop is at
 the summary's time to quality (slowest rank), and epochs trained after it (--no-stop-at-target) are
 not logged. epoch_num counts from 1 as in MLPerf's references (trace epoch + 1).
 """
@@ -210,7 +211,10 @@ def write_mllog(run_dir: Path, submission: dict | None = None) -> Path:
     log.start(RUN_START, time_ms=ms(0.0))
 
     quality = summary.get("quality") or {}
-    reached = summary.get("status") == "ok" and bool(quality.get("reached"))
+    # A training run succeeds when it reaches its target; a micro benchmark (no target) when it
+    # completes.
+    reached = summary.get("status") == "ok" and (summary.get("kind") == "micro"
+                                                  or bool(quality.get("reached")))
     metric = quality.get("metric")
     epochs = trace.epochs
     n = len(epochs.get("epoch", []))
@@ -225,7 +229,7 @@ def write_mllog(run_dir: Path, submission: dict | None = None) -> Path:
         if metric in epochs:
             log.event(EVAL_ACCURACY, float(epochs[metric][e]), {**meta, "metric": metric},
                       time_ms=ms(epochs["t_eval_end"][e]))
-    if reached:
+    if reached and summary.get("time_to_quality_s") is not None:
         t_stop = float(summary["time_to_quality_s"])
     else:
         ends = [float(epochs["t_eval_end"][-1])] if n else [0.0]

@@ -531,6 +531,14 @@ def _figure():
     return plt, fig, ax
 
 
+def _plain_numbers(ax) -> None:
+    """Label a log y axis with plain numbers (major and minor ticks), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def _series(rows: list[dict], key: str, scale: float = 1.0):
     pts = [(r["ranks"], r[key]) for r in rows if r.get(key) is not None]
     xs = [n for n, _ in pts]
@@ -553,13 +561,17 @@ def _save(plt, fig, ax, out: Path, name: str) -> str:
 
 def make_plots(rows: list[dict], info: dict, mode: str, title: str, out: Path) -> tuple[dict, dict]:
     """PNG plots under `out`; returns ({plot: file name}, {plot: why skipped})."""
+    for name in PLOTS:  # a plot from an earlier report into the same directory must not linger
+        (out / f"{name}.png").unlink(missing_ok=True)
+    from matplotlib.ticker import NullLocator
+
     files, notes = {}, {}
     ns = [r["ranks"] for r in rows]
 
     def ticks(ax):
         ax.set_xticks(ns)
         ax.set_xticklabels([str(n) for n in ns])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(NullLocator())
 
     xs, ys, err = _series(rows, "throughput")
     if xs:
@@ -568,6 +580,7 @@ def make_plots(rows: list[dict], info: dict, mode: str, title: str, out: Path) -
         ideal = [(r["ranks"], r["ideal_throughput"]) for r in rows if r["ideal_throughput"]]
         ax.plot([n for n, _ in ideal], [v for _, v in ideal], "k--", label="ideal N·X(N0)/N0")
         ax.set_yscale("log")
+        _plain_numbers(ax)
         ax.set_ylabel("throughput, samples/s")
         ax.set_title(f"{title}: throughput", fontsize=10)
         ticks(ax)

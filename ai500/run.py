@@ -36,16 +36,16 @@ def configure_threads(cfg: config.RunConfig, dist: distlib.Dist) -> dict:
 
     usable = len(os.sched_getaffinity(0))
     node_cores = os.cpu_count() or usable
-    # A rank pinned to a subset of cores (by Slurm or mpirun binding) owns that subset; an
-    # unpinned rank shares the node with the other ranks on it.
-    share = usable if usable < node_cores else max(1, node_cores // dist.local_size)
+    # Never more than the cores this rank may run on (its binding), nor more than its fair
+    # share of the node: ranks bound to one socket together must split that socket.
+    share = max(1, min(usable, node_cores // dist.local_size))
     intra = cfg.intra_threads or share
     inter = cfg.inter_threads or 2
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
     return {"intra_op": intra, "inter_op": inter, "usable_cores": usable, "node_cores": node_cores,
             "rule": "explicit" if cfg.intra_threads else
-            "cores in affinity mask" if usable < node_cores else "node cores / ranks on node"}
+            "min(cores in affinity mask, node cores / ranks on node)"}
 
 
 def versions() -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Scaling sweep: one ai500 run per rank count and repeat, under one sweep directory with a manifest.
 
     python launch/sweep.py --benchmark resnet --mode weak --ranks 1,2,4 [--preset small]
-        [--repeats 3] [--out runs] [--launcher mpirun|srun|slurm|local] [--dry-run]
-        [--global-batch G | --batch-size B] [-- extra ai500.run arguments]
+        [--repeats 3] [--out runs] [--launcher mpirun|srun|slurm|local] [--dry-run] [--report]
+        [--global-batch G | --batch-size B] [--timeout S] [-- extra ai500.run arguments]
 
 Batch rules (recorded in the manifest, so the report never guesses which scaling it shows):
 - weak: the per-rank batch is fixed (--batch-size, or the preset's); the global batch grows with N
@@ -93,6 +93,7 @@ class Plan:
     extra_args: list[str]
     sweep_dir: Path
     dry_run: bool = False
+    report: bool = False
     timeout: float | None = None
     points: list[Point] = field(default_factory=list)
 
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", default="mpirun", choices=launchers.names(),
                    help="how ranks are started [default: mpirun]")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--report", action="store_true",
+                   help="after the sweep, write the scaling report to <sweep dir>/report "
+                   "(python -m ai500.report)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds after which a point is stopped and counted as failed")
     batch = p.add_mutually_exclusive_group()
@@ -257,7 +261,7 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
     plan = Plan(benchmark=args.benchmark, preset=args.preset, mode=args.mode, ranks=ranks,
                 repeats=args.repeats, batch_rule=rule, launcher=launcher.describe(),
                 extra_args=list(extra), sweep_dir=sweep_dir, dry_run=args.dry_run,
-                timeout=args.timeout)
+                report=args.report, timeout=args.timeout)
     for repeat in range(1, args.repeats + 1):
         for n in ranks:
             name = point_name(n, repeat)
@@ -389,11 +393,16 @@ def execute(plan: Plan, launcher: launchers.Launcher) -> int:
     if failed:
         print(f"sweep: {len(failed)} of {len(plan.points)} point(s) failed: {', '.join(failed)}",
               file=sys.stderr)
+    command = f"python -m ai500.report {plan.sweep_dir} --out {plan.sweep_dir / 'report'}"
     if launcher.name == "slurm":
-        print(f"submitted; when the jobs finish: python -m ai500.report {plan.sweep_dir} "
-              f"--out {plan.sweep_dir / 'report'}")
+        print(f"submitted; when the jobs finish: {command}")
+    elif plan.report:
+        from ai500 import report
+
+        if report.main([str(plan.sweep_dir), "--out", str(plan.sweep_dir / "report")]) != 0:
+            return 1
     else:
-        print(f"report: python -m ai500.report {plan.sweep_dir} --out {plan.sweep_dir / 'report'}")
+        print(f"report: {command}")
     return 1 if failed else 0
 
 

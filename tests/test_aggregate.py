@@ -24,6 +24,7 @@ def make_run(tmp_path, config=CONFIG, ranks=(0, 1), statuses=("ok", "ok"), auc=A
     (tmp_path / "config.json").write_text(json.dumps(config))
     for rank, status in zip(ranks, statuses):
         w = TraceWriter(tmp_path / trace_name(rank), {"run_id": "run1", "rank": rank,
+                                                      "wall_start": 1.7e9,
                                                       "init_seconds": 3.0 + rank})
         t = 0.0
         for epoch, dur in enumerate(DURATIONS[rank]):

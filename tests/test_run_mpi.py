@@ -26,7 +26,7 @@ def test_run_directory_layout(ci_run):
     _, run_dir = ci_run
     assert run_dir.name.startswith("resnet-") and run_dir.name.endswith("-np2")
     names = sorted(p.name for p in run_dir.iterdir())
-    assert names == ["config.json", "summary.h5", "summary.json",
+    assert names == ["config.json", "mllog.txt", "summary.h5", "summary.json",
                      "trace-rank00000.h5", "trace-rank00001.h5"]
 
 

@@ -122,7 +122,7 @@ def real_sweep(tmp_path_factory):
     result = subprocess.run(
         [PY, "launch/sweep.py", "--benchmark", "resnet", "--preset", "ci", "--mode", "weak",
          "--ranks", "1,2", "--out", str(out), "--sweep-name", "weak", "--timeout", "240",
-         "--", "--epochs", "2"],
+         "--report", "--", "--epochs", "2"],
         check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     sweep_dir = out / "weak"
@@ -150,6 +150,8 @@ def test_real_sweep_manifest_and_run_directories(real_sweep):
         s = json.loads((sweep_dir / p["run_dir"] / "summary.json").read_text())
         assert s["status"] == "ok" and s["ranks"] == n and s["global_batch_size"] == 32 * n
         assert (sweep_dir / p["log"]).read_text().startswith("$ mpirun")
+    # --report wrote the same report the command line does
+    assert (sweep_dir / "report" / "report.json").exists()
 
 
 def test_real_sweep_report_matches_the_summaries(real_sweep):

@@ -1,0 +1,84 @@
+"""make bench: ai500's own costs, as throughput ratios measured side by side in one run.
+
+  instrumentation  ai500.run (traces, per-step timing, evaluation outside the timed epochs) on
+                   in-memory synthetic tensors  vs  a bare TensorFlow+Horovod loop
+                   (benchmarks/bare_loop.py) of the same model, batch and optimizer;  target >= 0.97
+  input pipeline   ai500.run reading the HDF5 dataset (--data)  vs  in-memory tensors;  >= 0.95
+The variants run in interleaved rounds (A B C, A B C, ...) so drifts in machine load hit all of
+them alike; each ratio is of the medians over rounds. Throughput is global samples / the slowest
+rank's time over epochs 1.. (epoch 0 is warm-up) for every variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none"]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def run(cmd: list[str]) -> str:
+    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, check=False)
+    if result.returncode != 0:
+        sys.exit(f"bench: command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def ai500_throughput(ranks: int, args: list[str], out: Path) -> float:
+    run([*MPIRUN, "-np", str(ranks), sys.executable, "-m", "ai500.run", "--benchmark", "resnet",
+         "--out", str(out), *args])
+    newest = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
+    return json.loads((newest / "summary.json").read_text())["throughput"]["samples_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events-per-rank", type=int, default=2048)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ai500-bench-"))
+    n_train, n_val = args.events_per_rank * args.ranks, 256
+    override = work / "bench.yaml"
+    override.write_text(f"data: {{n_train: {n_train}, n_val: {n_val}}}\n")
+    data = work / "hep"
+    run([sys.executable, "-m", "ai500.data", "generate", "hep", "--preset", "small",
+         "--out", str(data), "--train", str(n_train), "--val", str(n_val)])
+    common = ["--preset", "small", "--epochs", str(args.epochs), "--no-stop-at-target",
+              "--config", str(override)]
+    variants = {
+        "bare TF+Horovod loop": lambda: json.loads(run(
+            [*MPIRUN, "-np", str(args.ranks), sys.executable, "benchmarks/bare_loop.py",
+             "--preset", "small", "--events-per-rank", str(args.events_per_rank),
+             "--epochs", str(args.epochs)]).strip().splitlines()[-1])["samples_per_s"],
+        "ai500.run, in-memory tensors": lambda: ai500_throughput(args.ranks, common, work / "mem"),
+        "ai500.run, HDF5 dataset": lambda: ai500_throughput(
+            args.ranks, [*common, "--data", str(data)], work / "h5"),
+    }
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(args.rounds):
+        for name, measure in variants.items():
+            results[name].append(measure())
+            print(f"round {round_ + 1}: {name:32s} {results[name][-1]:8.1f} samples/s", flush=True)
+    median = {name: statistics.median(values) for name, values in results.items()}
+    bare, mem, h5 = median.values()
+    print(f"\nresnet small, {args.ranks} ranks, {args.events_per_rank} events/rank, "
+          f"{args.epochs} epochs (epoch 0 excluded), median of {args.rounds} interleaved rounds:")
+    for name, value in median.items():
+        print(f"  {name:32s} {value:8.1f} samples/s")
+    print(f"  instrumentation overhead ratio  ai500/bare   = {mem / bare:.3f}  (target >= 0.97)")
+    print(f"  input pipeline ratio            HDF5/memory  = {h5 / mem:.3f}  (target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
