@@ -19,6 +19,7 @@ Micro benchmarks (kind = "micro") instead provide `items()` (the kernels to time
 `measure(item) -> dict` (one kernel's timing record: text labels and numbers in seconds, FLOPs)
 and `format_row(row) -> str` (rank 0's progress line); the driver runs them with a barrier
 before each kernel so all ranks time it at once, and stores the rows in the trace's `kernels/`.
+`measure` may call collectives: every rank calls it for the same items in the same order.
 
 A workload knows nothing about timing, traces, energy or files: the run driver owns those.
 """
