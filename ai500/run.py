@@ -194,6 +194,17 @@ def summarise(run_dir: Path, dist: distlib.Dist) -> None:
         print(aggregate.format_summary(summary), flush=True)
 
 
+def progress_bar_wanted(environ: dict[str, str] | None = None, tty: bool | None = None) -> bool:
+    """A progress bar only on an interactive terminal. MPI launchers hand ranks a pseudo-terminal
+    even when their own output goes to a file, so under a launcher the bar is off unless
+    AI500_PROGRESS=1 asks for it (AI500_PROGRESS=0 always turns it off)."""
+    env = os.environ if environ is None else environ
+    if env.get("AI500_PROGRESS") in ("0", "1"):
+        return env["AI500_PROGRESS"] == "1"
+    launched = any(var in env for var in (*distlib.LAUNCHER_SIZE_VARS, "SLURM_PROCID"))
+    return (sys.stdout.isatty() if tty is None else tty) and not launched
+
+
 def run_epoch(workload, epoch: int, run_start: float, trace: TraceWriter,
               dist: distlib.Dist) -> dict[str, float]:
     """Train one epoch; returns timings (seconds from run_start) and globally averaged metrics."""
@@ -204,7 +215,7 @@ def run_epoch(workload, epoch: int, run_start: float, trace: TraceWriter,
     batches = workload.train_batches(epoch)
     sums: dict[str, float] = {}
     samples = 0
-    show_bar = dist.is_root and sys.stdout.isatty()
+    show_bar = dist.is_root and progress_bar_wanted()
     for _ in tqdm(range(workload.steps_per_epoch), disable=not show_bar, leave=False,
                   desc=f"epoch {epoch}"):
         s0 = clock()

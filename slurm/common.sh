@@ -9,7 +9,6 @@
 #   AI500_HOME        the ai500 checkout            [found from the submitted script's path]
 #   AI500_PYTHON      interpreter with ai500 installed  [$AI500_HOME/.venv/bin/python, else python3]
 #   AI500_OUT         where run directories go; relative to the submit directory  [runs]
-#   AI500_RUN_PREFIX  run directory name before -job<JOBID>  [the benchmark name]
 #   AI500_LAUNCHER    srun | mpirun | auto   [auto: srun when `srun --mpi=list` offers
 #                     $AI500_SRUN_MPI, else mpirun]
 #   AI500_SRUN_MPI    the srun --mpi plugin  [pmix]
@@ -29,7 +28,8 @@ ai500_launcher() {
     local choice=${AI500_LAUNCHER:-auto} mpi=${AI500_SRUN_MPI:-pmix}
     case $choice in
         srun | mpirun)
-            command -v "$choice" >/dev/null || ai500_die "AI500_LAUNCHER=$choice but $choice is not on PATH"
+            command -v "$choice" >/dev/null ||
+                ai500_die "AI500_LAUNCHER=$choice but $choice is not on PATH"
             echo "$choice" ;;
         auto)
             if command -v srun >/dev/null && srun --mpi=list 2>&1 | grep -qw -- "$mpi"; then
@@ -60,7 +60,8 @@ ai500_ntasks() {
 ai500_rank_exec() {
     local lr=${OMPI_COMM_WORLD_LOCAL_RANK:-${MPI_LOCALRANKID:-${SLURM_LOCALID:-}}}
     local -a gpus
-    if [[ ${AI500_GPU_BIND:-local} == local && $lr =~ ^[0-9]+$ && -n ${CUDA_VISIBLE_DEVICES:-} ]]; then
+    if [[ ${AI500_GPU_BIND:-local} == local && $lr =~ ^[0-9]+$ &&
+          -n ${CUDA_VISIBLE_DEVICES:-} ]]; then
         IFS=, read -ra gpus <<<"$CUDA_VISIBLE_DEVICES"
         if ((${#gpus[@]} > 1)); then
             export CUDA_VISIBLE_DEVICES=${gpus[lr % ${#gpus[@]}]}
@@ -83,7 +84,8 @@ ai500_record_energy() {
 ai500_main() {
     local bench=$1
     shift
-    [[ -f ${AI500_HOME:-}/slurm/common.sh ]] || ai500_die "AI500_HOME=${AI500_HOME:-} is not an ai500 checkout"
+    [[ -f ${AI500_HOME:-}/slurm/common.sh ]] ||
+        ai500_die "AI500_HOME=${AI500_HOME:-} is not an ai500 checkout"
 
     # Options the script itself resolves; every other argument goes to ai500.run unchanged.
     local out=${AI500_OUT:-runs} name="" want="" flag="" arg
@@ -106,10 +108,11 @@ ai500_main() {
         esac
     done
     [[ -z $want ]] || ai500_die "$flag needs a value"
-    [[ -n ${SLURM_JOB_ID:-} ]] || ai500_die "SLURM_JOB_ID is not set: submit this script with sbatch"
+    [[ -n ${SLURM_JOB_ID:-} ]] ||
+        ai500_die "SLURM_JOB_ID is not set: submit this script with sbatch"
     [[ $out == /* ]] || out=${SLURM_SUBMIT_DIR:-$PWD}/$out
     if [[ -z $name ]]; then
-        name=${AI500_RUN_PREFIX:-$bench}-job$SLURM_JOB_ID
+        name=$bench-job$SLURM_JOB_ID
         # A requeued job must not collide with the directory of its first attempt.
         if [[ ${SLURM_RESTART_COUNT:-0} =~ ^[1-9][0-9]*$ ]]; then
             name+=-restart$SLURM_RESTART_COUNT
@@ -150,8 +153,8 @@ ai500_main() {
     cmd+=("${extra[@]}" bash "$AI500_HOME/slurm/common.sh" --rank-exec
           "$py" -m ai500.run --benchmark "$bench" --out "$out" --run-name "$name" "${pass[@]}")
 
-    echo "ai500: job $SLURM_JOB_ID, $ntasks ranks on ${SLURM_JOB_NUM_NODES:-1} node(s) via $launcher;" \
-        "run directory $out/$name"
+    echo "ai500: job $SLURM_JOB_ID, $ntasks ranks on ${SLURM_JOB_NUM_NODES:-1} node(s)" \
+        "via $launcher; run directory $out/$name"
     echo "ai500: AI500_EXPECTED_SIZE=$ntasks $(printf '%q ' "${cmd[@]}")"
     [[ ${AI500_DRY_RUN:-0} == 1 ]] && return 0
 
@@ -160,8 +163,8 @@ ai500_main() {
     if ((rc != 0)); then
         echo "ai500: $launcher exited with status $rc" >&2
         if [[ $launcher == srun && ${AI500_SRUN_MPI:-pmix} != pmix* ]]; then
-            echo "ai500: srun --mpi=${AI500_SRUN_MPI} gives MPI no way to join the $ntasks tasks into" \
-                "one job; use AI500_SRUN_MPI=pmix or AI500_LAUNCHER=mpirun" >&2
+            echo "ai500: srun --mpi=${AI500_SRUN_MPI} gives MPI no way to join the $ntasks" \
+                "tasks into one job; use AI500_SRUN_MPI=pmix or AI500_LAUNCHER=mpirun" >&2
         fi
     fi
     ai500_record_energy "$out/$name" "$py"
@@ -171,7 +174,8 @@ ai500_main() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     case ${1:-} in
         --rank-exec) shift; ai500_rank_exec "$@" ;;
-        *) echo "usage: source slurm/common.sh from an sbatch script, or common.sh --rank-exec CMD..." >&2
-           exit 2 ;;
+        *)
+            echo "usage: source slurm/common.sh in an sbatch script; common.sh --rank-exec CMD..." >&2
+            exit 2 ;;
     esac
 fi

@@ -71,7 +71,7 @@ def query(job_id: str) -> dict:
         return {**summarise("", 0, "", ""), "reason": "not inside a Slurm job (no SLURM_JOB_ID)"}
     cmd = ["sacct", "-j", job_id, "-n", "-P", "-o", "JobID,ConsumedEnergyRaw"]
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
         return summarise(job_id, 127, "", "sacct is not on PATH")
     except subprocess.TimeoutExpired:
@@ -90,7 +90,8 @@ def main(argv: list[str]) -> int:
         json.dump(record, f, indent=2)
         f.write("\n")
     os.replace(tmp, path)
-    shown = f"{record['joules']:.1f} J" if record["joules"] is not None else f"null ({record['reason']})"
+    joules = record["joules"]
+    shown = f"{joules:.1f} J" if joules is not None else f"null ({record['reason']})"
     print(f"ai500: job energy from sacct: {shown} -> {path}")
     return 0
 

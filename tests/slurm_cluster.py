@@ -42,14 +42,15 @@ def ensure_packages(timeout: float = 900) -> str | None:
     if not missing_daemons():
         return None
     if os.geteuid() != 0:
-        return f"Slurm daemons {missing_daemons()} are not installed and we are not root to install them"
+        return f"{', '.join(missing_daemons())} not installed, and not root to install them"
     if shutil.which("apt-get") is None:
         return f"Slurm daemons {missing_daemons()} are not installed and there is no apt-get"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"],
                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
         try:
-            result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+            result = subprocess.run(cmd, check=False, capture_output=True, text=True,
+                                    timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             return f"`{' '.join(cmd)}` did not finish in {timeout:.0f} s"
         if result.returncode != 0:
@@ -148,11 +149,10 @@ class SlurmCluster:
         self.conf.write_text("\n".join(lines) + "\n")
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
-        log = open(self.logs / f"{name}.stdout", "w")
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self.env,
-                                            start_new_session=True)
-        log.close()
+        with open(self.logs / f"{name}.stdout", "w") as log:
+            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, env=self.env,
+                                                start_new_session=True)
 
     def _log_tail(self, name: str) -> str:
         text = ""
@@ -194,7 +194,8 @@ class SlurmCluster:
         self._wait(f"node {self.host} idle", lambda: self.node_state() == "idle", timeout)
 
     def _run(self, cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout)
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, env=self.env,
+                              timeout=timeout)
 
     def node_state(self) -> str:
         out = self._run(["sinfo", "-h", "-N", "-n", self.host, "-o", "%t"]).stdout.strip()

@@ -30,3 +30,17 @@ def test_launcher_rank(monkeypatch):
     assert dist.launcher_rank() == 0
     monkeypatch.setenv("PMIX_RANK", "5")
     assert dist.launcher_rank() == 5
+
+
+@pytest.mark.parametrize("env, tty, expected", [
+    ({}, True, True),
+    ({}, False, False),
+    ({"OMPI_COMM_WORLD_SIZE": "2"}, True, False),  # mpirun gives ranks a pty even into a pipe
+    ({"SLURM_PROCID": "0"}, True, False),
+    ({"OMPI_COMM_WORLD_SIZE": "2", "AI500_PROGRESS": "1"}, False, True),
+    ({"AI500_PROGRESS": "0"}, True, False),
+])
+def test_progress_bar_only_on_an_interactive_terminal(env, tty, expected):
+    from ai500.run import progress_bar_wanted
+
+    assert progress_bar_wanted(env, tty) is expected

@@ -81,6 +81,7 @@ def test_summary_contents(ci_run):
     # Rank 0 alone prints the table.
     assert result.stdout.count("ai500 resnet (ci) on 2 rank(s)") == 1
     assert result.stdout.count("epoch   0") == 1
+    assert "it/s" not in result.stdout + result.stderr  # no progress bar into a pipe
 
 
 def test_same_seed_same_losses(ci_run, tmp_path, hep_ci_data):

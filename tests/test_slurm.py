@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, load_summary
 from slurm_cluster import ClusterError, SlurmCluster, ensure_packages
 
@@ -53,7 +52,8 @@ def dry_run(tmp_path: Path, script: str, args: list[str] = (), srun_mpi=("pmix",
                 "AI500_PYTHON": sys.executable, "SLURM_JOB_ID": "77", "SLURM_NTASKS": "4",
                 "SLURM_JOB_NUM_NODES": "2", "SLURM_SUBMIT_DIR": str(tmp_path), **env}
     full_env = {k: v for k, v in full_env.items() if v is not None}
-    result = subprocess.run([shutil.which("bash"), str(SLURM / script), *args], env=full_env,
+    result = subprocess.run([shutil.which("bash"), str(SLURM / script), *args], check=False,
+                            env=full_env,
                             capture_output=True, text=True, timeout=30, cwd=tmp_path)
     command: list[str] = []
     for line in result.stdout.splitlines():
@@ -112,7 +112,7 @@ def test_launcher_variable_overrides_and_extra_options(tmp_path):
     ({"SLURM_NTASKS": None, "SLURM_JOB_NUM_NODES": None}, "SLURM_NTASKS is not set"),
     ({"SLURM_JOB_ID": None}, "SLURM_JOB_ID is not set: submit this script with sbatch"),
     ({"AI500_PYTHON": "/nonexistent/python"}, "AI500_PYTHON=/nonexistent/python is not"),
-])
+], ids=["launcher", "ntasks", "job-id", "python"])
 def test_bad_setup_is_one_clear_line(tmp_path, env, message):
     result, _ = dry_run(tmp_path, "resnet.sbatch", **env)
     assert result.returncode == 1
@@ -140,7 +140,7 @@ def test_every_script_passes_its_benchmark_and_the_arguments(tmp_path, benchmark
     for directive in (f"#SBATCH --job-name=ai500-{benchmark}", "#SBATCH --ntasks-per-node=2",
                       "#SBATCH --time=", f"#SBATCH --output=ai500-{benchmark}-%j.out"):
         assert directive in text
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     result, cmd = dry_run(tmp_path, script.name, ["--preset", "full", "--epochs", "3"])
     assert result.returncode == 0, result.stderr
     assert ai500_args(cmd) == ["--benchmark", benchmark, "--out", str(tmp_path / "runs"),
@@ -161,6 +161,20 @@ def test_benchmark_out_and_run_name_options_are_resolved_by_the_script(tmp_path)
     assert result.returncode == 1 and "--out needs a value" in result.stderr
 
 
+def test_a_spooled_copy_finds_the_checkout(tmp_path):
+    """sbatch runs a copy of the script from its spool directory, away from slurm/common.sh."""
+    spool = tmp_path / "spool" / "job00077"
+    spool.mkdir(parents=True)
+    shutil.copy(SLURM / "resnet.sbatch", spool / "slurm_script")
+    for env in ({"SLURM_SUBMIT_DIR": str(ROOT)}, {"AI500_HOME": str(ROOT)}):
+        result, cmd = dry_run(tmp_path, str(spool / "slurm_script"), **env)
+        assert result.returncode == 0, result.stderr
+        assert cmd[cmd.index("--rank-exec") - 1] == str(SLURM / "common.sh")
+    result, _ = dry_run(tmp_path, str(spool / "slurm_script"))
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("ai500: set AI500_HOME to the checkout")
+
+
 @pytest.mark.parametrize("env, expected", [
     ({"CUDA_VISIBLE_DEVICES": "4,5,6,7", "SLURM_LOCALID": "2"}, "6"),
     # mpirun inside the allocation: SLURM_LOCALID is the batch step's 0, Open MPI's rank wins
@@ -174,7 +188,7 @@ def test_benchmark_out_and_run_name_options_are_resolved_by_the_script(tmp_path)
 def test_rank_exec_keeps_one_gpu_per_local_rank(env, expected):
     result = subprocess.run(
         ["bash", str(SLURM / "common.sh"), "--rank-exec", "bash", "-c",
-         'echo "${CUDA_VISIBLE_DEVICES-unset}"'],
+         'echo "${CUDA_VISIBLE_DEVICES-unset}"'], check=False,
         env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
@@ -205,8 +219,12 @@ def test_sacct_energy_records():
 # ---------------------------------------------------------------------------------------------
 # A real cluster.
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """The cluster, up for this module's tests and stopped (by pid) right after them."""
+    if os.geteuid() != 0:
+        pytest.skip("no Slurm cluster: the test cluster runs munged, slurmctld and slurmd as "
+                    "root (SlurmUser=root), and this is not root")
     reason = ensure_packages()
     if reason:
         pytest.skip(f"no Slurm cluster on this machine: {reason}")
@@ -233,7 +251,7 @@ def sbatch_wait(cluster: SlurmCluster, cwd: Path, args: list[str], timeout: floa
                 **env: str) -> tuple[int, str, str]:
     """`sbatch --wait --parsable ARGS` from cwd: the exit status, the job id, the job's output.
     (Here sbatch --wait was seen to poll after 2, 8, then every 32 s: up to 30 s late.)"""
-    result = subprocess.run(["sbatch", "--wait", "--parsable", *args], cwd=cwd,
+    result = subprocess.run(["sbatch", "--wait", "--parsable", *args], check=False, cwd=cwd,
                             env=job_env(cluster, **env), capture_output=True, text=True,
                             timeout=timeout)
     job_id = result.stdout.strip().split(";")[0]
@@ -253,7 +271,8 @@ def wait_jobs(cluster: SlurmCluster, job_ids: list[str], timeout: float = 240) -
     while len(statuses) < len(job_ids):
         assert time.monotonic() < deadline, f"jobs {job_ids} did not finish in {timeout:.0f} s"
         for job in set(job_ids) - set(statuses):
-            line = subprocess.run(["scontrol", "-o", "show", "job", job], env=cluster.env,
+            line = subprocess.run(["scontrol", "-o", "show", "job", job], check=False,
+                                  env=cluster.env,
                                   capture_output=True, text=True).stdout
             fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
             if fields.get("JobState") in TERMINAL:
@@ -266,7 +285,7 @@ def wait_jobs(cluster: SlurmCluster, job_ids: list[str], timeout: float = 240) -
 def sbatch_then_poll(cluster: SlurmCluster, cwd: Path, args: list[str], timeout: float = 240,
                      **env: str) -> tuple[int, str, str]:
     """As sbatch_wait, polling every half second instead of sbatch's own --wait."""
-    result = subprocess.run(["sbatch", "--parsable", *args], cwd=cwd, timeout=60,
+    result = subprocess.run(["sbatch", "--parsable", *args], check=False, cwd=cwd, timeout=60,
                             env=job_env(cluster, **env), capture_output=True, text=True)
     job_id = result.stdout.strip().split(";")[0]
     assert result.returncode == 0 and job_id.isdigit(), (result.stdout, result.stderr)
@@ -320,11 +339,24 @@ def test_srun_without_pmi_fails_fast_instead_of_running_singletons(cluster, tmp_
     assert time.monotonic() - t0 < 60  # seconds: MPI_Init fails, srun kills the other task
 
 
+def test_a_rank_count_other_than_slurm_ntasks_is_refused_by_ai500(cluster, tmp_path):
+    # srun's own --ntasks=1 after the script's: one rank joins where the job has two. PMIx
+    # wires it up fine, so it is ai500's size check (AI500_EXPECTED_SIZE) that stops it.
+    rc, job, out = sbatch_then_poll(cluster, tmp_path,
+                                    ["-n", "2", str(SLURM / "resnet.sbatch"), "--preset", "ci"],
+                                    AI500_SRUN_ARGS="--ntasks=1", timeout=120)
+    assert rc != 0, out
+    assert ("MPI reports 1 process(es) but AI500_EXPECTED_SIZE=2: the ranks did not join one "
+            "job") in out
+    assert not (tmp_path / "runs" / f"resnet-job{job}" / "summary.json").exists()
+
+
 def test_sweep_submits_one_job_per_point(cluster, tmp_path):
     result = subprocess.run(
         [str(SLURM / "sweep.sh"), "--benchmark", "fc", "--mode", "weak", "--ranks", "1,2",
          "--preset", "ci", "--out", str(tmp_path / "sweeps"), "--sweep-name", "fc-weak"],
-        cwd=tmp_path, env=job_env(cluster), capture_output=True, text=True, timeout=120)
+        check=False, cwd=tmp_path, env=job_env(cluster), capture_output=True, text=True,
+        timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     sweep = tmp_path / "sweeps" / "fc-weak"
     points = json.loads((sweep / "manifest.json").read_text())["points"]
