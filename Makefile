@@ -24,6 +24,9 @@ $(STAMP): setup.py Makefile
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev)
 	@command -v cmake >/dev/null && command -v g++ >/dev/null \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++)
+	@# A one-node Slurm for the Slurm tests (and sbatch users on this machine).
+	@command -v slurmctld >/dev/null && command -v munged >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge)
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
 	$(PY) -m pip install -q "tensorflow-cpu==2.15.1" "numpy<2" h5py psutil mpi4py pyyaml tqdm \
@@ -50,4 +53,4 @@ bench: install
 	$(PY) benchmarks/overhead.py
 
 lint: install
-	$(PY) -m ruff check ai500 tests launch benchmarks
+	$(PY) -m ruff check ai500 tests launch benchmarks slurm

@@ -70,11 +70,12 @@ ai500_rank_exec() {
     exec "$@"
 }
 
-# Write slurm_energy.json into the run directory (see slurm/sacct_energy.py).
+# Write slurm_energy.json into the run directory this job made (see slurm/sacct_energy.py).
 ai500_record_energy() {
-    local run_dir=$1 py=$2
-    if [[ ! -d $run_dir ]]; then
-        echo "ai500: no run directory $run_dir: job energy not recorded" >&2
+    local run_dir=$1 py=$2 existed=$3
+    if [[ ! -d $run_dir || $existed == 1 ]]; then
+        # ai500 refuses to reuse a directory; an earlier run's results are left alone.
+        echo "ai500: this job made no run directory $run_dir: job energy not recorded" >&2
         return 0
     fi
     "$py" "$AI500_HOME/slurm/sacct_energy.py" "${SLURM_JOB_ID:-}" "$run_dir/slurm_energy.json" ||
@@ -158,7 +159,8 @@ ai500_main() {
     echo "ai500: AI500_EXPECTED_SIZE=$ntasks $(printf '%q ' "${cmd[@]}")"
     [[ ${AI500_DRY_RUN:-0} == 1 ]] && return 0
 
-    local rc=0
+    local rc=0 existed=0
+    [[ -e $out/$name ]] && existed=1
     "${cmd[@]}" || rc=$?
     if ((rc != 0)); then
         echo "ai500: $launcher exited with status $rc" >&2
@@ -167,7 +169,7 @@ ai500_main() {
                 "tasks into one job; use AI500_SRUN_MPI=pmix or AI500_LAUNCHER=mpirun" >&2
         fi
     fi
-    ai500_record_energy "$out/$name" "$py"
+    ai500_record_energy "$out/$name" "$py" "$existed"
     return "$rc"
 }
 

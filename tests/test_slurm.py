@@ -31,13 +31,14 @@ def fake_bin(tmp_path: Path, srun_mpi: list[str] | None, mpirun: bool = True) ->
     bin_dir = tmp_path / "bin"
     shutil.rmtree(bin_dir, ignore_errors=True)
     bin_dir.mkdir()
-    for tool in ("bash", "grep", "sed", "dirname", "cat", "env"):
+    for tool in ("bash", "grep", "sed", "dirname", "cat", "env", "mkdir"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     if srun_mpi is not None:
         listing = "MPI plugin types are...\n" + "".join(f"\t{m}\n" for m in srun_mpi)
         (bin_dir / "srun").write_text(f"#!/bin/bash\nprintf '{listing}' >&2\n")
-    if mpirun:
-        (bin_dir / "mpirun").write_text("#!/bin/bash\nexit 0\n")
+    if mpirun:  # makes $FAKE_RUN_DIR if set, exits with $FAKE_STATUS
+        (bin_dir / "mpirun").write_text('#!/bin/bash\n[[ -z $FAKE_RUN_DIR ]] || '
+                                        'mkdir -p "$FAKE_RUN_DIR"\nexit ${FAKE_STATUS:-0}\n')
     for f in bin_dir.iterdir():
         if not f.is_symlink():
             f.chmod(0o755)
@@ -46,15 +47,15 @@ def fake_bin(tmp_path: Path, srun_mpi: list[str] | None, mpirun: bool = True) ->
 
 def dry_run(tmp_path: Path, script: str, args: list[str] = (), srun_mpi=("pmix", "none"),
             mpirun: bool = True, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run SCRIPT under bash as a 4-task job 77 would; returns the result and the command."""
+    """Run SCRIPT under bash as a 4-task job 77 would; returns the result and the command.
+    An env value of None removes the variable (AI500_DRY_RUN=None: launch the fake for real)."""
     bin_dir = fake_bin(tmp_path, None if srun_mpi is None else list(srun_mpi), mpirun)
     full_env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "AI500_DRY_RUN": "1",
                 "AI500_PYTHON": sys.executable, "SLURM_JOB_ID": "77", "SLURM_NTASKS": "4",
                 "SLURM_JOB_NUM_NODES": "2", "SLURM_SUBMIT_DIR": str(tmp_path), **env}
     full_env = {k: v for k, v in full_env.items() if v is not None}
     result = subprocess.run([shutil.which("bash"), str(SLURM / script), *args], check=False,
-                            env=full_env,
-                            capture_output=True, text=True, timeout=30, cwd=tmp_path)
+                            env=full_env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
     command: list[str] = []
     for line in result.stdout.splitlines():
         if line.startswith("ai500: AI500_EXPECTED_SIZE="):
@@ -159,6 +160,24 @@ def test_benchmark_out_and_run_name_options_are_resolved_by_the_script(tmp_path)
     assert ai500_args(cmd) == ["--benchmark", "resnet", "--out", "/abs/runs", "--run-name", "mine"]
     result, _ = dry_run(tmp_path, "resnet.sbatch", ["--out"])
     assert result.returncode == 1 and "--out needs a value" in result.stderr
+
+
+def test_after_the_launch_energy_is_recorded_in_the_new_run_dir_only(tmp_path):
+    run_dir = tmp_path / "runs" / "resnet-job77"
+    env = {"AI500_DRY_RUN": None, "AI500_LAUNCHER": "mpirun", "FAKE_RUN_DIR": str(run_dir)}
+    result, _ = dry_run(tmp_path, "resnet.sbatch", **env)
+    assert result.returncode == 0, result.stderr
+    energy = json.loads((run_dir / "slurm_energy.json").read_text())
+    assert energy["job_id"] == "77" and energy["joules"] is None
+    assert energy["reason"] == "sacct failed: sacct is not on PATH"
+
+    # ai500 refuses an existing run directory (exit 1): the earlier run's files stay as they were
+    (run_dir / "slurm_energy.json").write_text("earlier")
+    result, _ = dry_run(tmp_path, "resnet.sbatch", **{**env, "FAKE_STATUS": "1"})
+    assert result.returncode == 1
+    assert "ai500: mpirun exited with status 1" in result.stderr
+    assert "this job made no run directory" in result.stderr
+    assert (run_dir / "slurm_energy.json").read_text() == "earlier"
 
 
 def test_a_spooled_copy_finds_the_checkout(tmp_path):
