@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from ai500.errors import Ai500Error, DataError
+from ai500.metrics import scoring
 from ai500.trace import Trace, read_trace, trace_name
 
 SUMMARY_SCHEMA_VERSION = 1
@@ -88,6 +89,59 @@ def merge_epochs(traces: dict[int, Trace]) -> dict[str, np.ndarray]:
     return merged
 
 
+def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float | None,
+                     t_quality: float | None = None) -> dict[str, Any]:
+    """Energy of the run (joules from run_start to t_end, seconds) and to the quality point, summed
+    over nodes from each node's metering rank. Nodes metered by different methods (a measured
+    counter on one, the estimate on another) are never added: the total is then None."""
+    from ai500.metrics.energy import EnergySamples, energy_between, peak_power
+
+    result: dict[str, Any] = {
+        "method": "unavailable", "joules": None, "joules_to_quality": None,
+        "average_power_w": None, "peak_node_power_w": None, "per_node": [],
+        "definition": "node meters sampled at >= 1 Hz by one rank per node, integrated from "
+        "run_start; 'estimated' = CPU seconds of the node's ranks x watts per core "
+        "(ai500/configs/system.yaml), not a measurement",
+    }
+    energy_cfg = cfg["config"].get("system", {}).get("energy", {})
+    if not energy_cfg.get("enabled", False):
+        result["reason"] = "energy metering disabled"
+        return result
+    metered = [t for t in traces.values() if t.groups.get("energy", {}).get("t") is not None]
+    if not metered or t_end is None:
+        result["reason"] = "no trace holds energy samples"
+        return result
+    for trace in metered:
+        samples = EnergySamples.from_columns(trace.groups["energy"])
+        node = {"host": trace.attrs.get("host"), "rank": trace.attrs.get("rank"),
+                "method": samples.method, "meters": json.loads(trace.attrs["energy_meters"])
+                if isinstance(trace.attrs.get("energy_meters"), str) else None}
+        try:
+            node["joules"] = energy_between(samples, 0.0, t_end)
+            node["joules_to_quality"] = (energy_between(samples, 0.0, t_quality)
+                                         if t_quality is not None else None)
+            node["peak_power_w"] = peak_power(samples)
+        except ValueError as exc:
+            node["joules"] = None
+            node["reason"] = str(exc)
+        result["per_node"].append(node)
+    nodes = cfg["dist"]["nodes"]
+    methods = sorted({n["method"] for n in result["per_node"]})
+    complete = [n for n in result["per_node"] if n["joules"] is not None]
+    result["method"] = "+".join(methods)
+    if len(complete) < nodes:
+        result["reason"] = f"energy covers {len(complete)} of {nodes} node(s)"
+    elif len(methods) > 1:
+        result["reason"] = f"nodes metered by different methods ({', '.join(methods)}): not added"
+    else:
+        result["joules"] = sum(n["joules"] for n in complete)
+        if t_quality is not None:
+            result["joules_to_quality"] = sum(n["joules_to_quality"] for n in complete)
+        result["average_power_w"] = result["joules"] / t_end if t_end > 0 else None
+        result["peak_node_power_w"] = max(n["peak_power_w"] for n in complete)
+    return result
+
+
 def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int, str]) -> dict:
     """The run summary as a JSON-ready dict (see the module docstring for the definitions)."""
     run_cfg = cfg["config"]
@@ -137,6 +191,15 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
         epochs.append(row)
 
     imbalance = slowest[measured] / fastest[measured] if len(measured) else np.zeros(0)
+    run_s = float(merged["t_eval_end"].max()) if n else None
+    ttq_s = float(merged["t_eval_end"][:, ttq_epoch].max()) if ttq_epoch is not None else None
+    energy = summarise_energy(cfg, traces, run_s, ttq_s)
+    system = run_cfg.get("system", {})
+    price = system.get("cost", {}).get("price_per_node_hour")
+    ttq_node_hours = scoring.node_hours(cfg["dist"]["nodes"], ttq_s) if ttq_s is not None else None
+    valid = (scoring.valid_flops(flops_per_s, best, q["target"], q["vflops_exponent"],
+                                 q["higher_is_better"])
+             if flops_per_s is not None and best is not None and best > 0 else None)
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "status": "ok" if complete and n > 0 else "failed",
@@ -159,15 +222,14 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
             "reached": ttq_epoch is not None, "best": best,
             "final": float(metric[-1]) if metric is not None and len(metric) else None,
         },
-        "time_to_quality_s": float(merged["t_eval_end"][:, ttq_epoch].max())
-        if ttq_epoch is not None else None,
+        "time_to_quality_s": ttq_s,
         "time_to_quality_epoch": ttq_epoch,
         "time_to_quality_definition": "seconds from run_start (after initialisation and data "
         "staging, all ranks past a barrier) to the end of the first evaluation reaching the target",
         "init_s": max(init) if init else None,
         "init_definition": "process start to run_start, slowest rank (imports, data staging, "
         "model build, FLOP count)",
-        "run_s": float(merged["t_eval_end"].max()) if n else None,
+        "run_s": run_s,
         "throughput": {
             "samples_per_s": throughput,
             "per_rank_samples_per_s": per_rank,
@@ -181,6 +243,20 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
             "flops_per_s": flops_per_s,
             "method": (flops_cfg.get("method", "unavailable") +
                        "; FLOPS = training FLOPs per sample x throughput"),
+            "valid_flops_per_s": valid,
+            "valid_flops_definition": f"FLOPS x (best {q['metric']} / target)^n, "
+            f"n = {q['vflops_exponent']:g} (HPC AI500 v2)",
+            "valid_flops_per_watt": scoring.flops_per_watt(valid, energy["average_power_w"]),
+        },
+        "energy": energy,
+        "samples_per_joule": scoring.samples_per_joule(
+            float(global_samples.sum()) if n else None, energy["joules"]),
+        "cost": {
+            "node_hours_to_quality": ttq_node_hours,
+            "price_per_node_hour": price,
+            "currency": system.get("cost", {}).get("currency"),
+            "cost_to_quality": scoring.cost_to_quality(ttq_node_hours, price),
+            "definition": "nodes x time to quality (hours) x price per node-hour (system config)",
         },
         "load_imbalance": {
             "median": float(np.median(imbalance)) if len(imbalance) else None,
@@ -242,6 +318,15 @@ def _fmt(value: float | None, unit: str = "", digits: int = 4) -> str:
     return f"{value:.{digits}g}{unit}"
 
 
+def energy_line(e: dict) -> str:
+    """One table line for an energy summary, always naming its method."""
+    if e["joules"] is None:
+        return f"  energy         n/a [{e['method']}] ({e.get('reason', '')})"
+    return (f"  energy         {_fmt(e['joules'], ' J')} [{e['method']}], to quality "
+            f"{_fmt(e['joules_to_quality'], ' J')}, average {_fmt(e['average_power_w'], ' W')}, "
+            f"peak node {_fmt(e['peak_node_power_w'], ' W')}")
+
+
 def format_summary(s: dict) -> str:
     """A short human table of a run summary."""
     if s.get("kind") == "micro":
@@ -265,6 +350,11 @@ def format_summary(s: dict) -> str:
         f"                 ({tp['method']})",
         (f"  model FLOPs    {_fmt(s['flops']['per_sample_train'])} per training sample -> "
         f"{_fmt(s['flops']['flops_per_s'], ' FLOP/s')}"),
+        (f"  Valid FLOPS    {_fmt(s['flops']['valid_flops_per_s'], ' FLOP/s')} "
+         f"({s['flops']['valid_flops_definition']})"),
+        energy_line(s["energy"]),
+        (f"  cost           {_fmt(s['cost']['cost_to_quality'])} {s['cost']['currency'] or ''} to "
+         f"quality ({_fmt(s['cost']['node_hours_to_quality'])} node-hours)"),
         (f"  load imbalance {_fmt(s['load_imbalance']['median'])} median, "
         f"{_fmt(s['load_imbalance']['max'])} max (slowest/fastest rank epoch time)"),
     ]

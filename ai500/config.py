@@ -57,6 +57,7 @@ class RunConfig:
     model: dict[str, Any]
     data: dict[str, Any]
     micro: dict[str, Any]
+    system: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     data_path: str | None = None
     out: str = "runs"
@@ -136,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None,
                    help="YAML file whose sections (train, model, data, quality) override the "
                    "preset's, key by key")
+    p.add_argument("--system", default=None,
+                   help="YAML file overriding ai500/configs/system.yaml (energy meters, watts per "
+                   "core for the estimate, price per node-hour)")
+    p.add_argument("--no-energy", action="store_true",
+                   help="do not sample energy meters (for measuring the sampler's overhead)")
     p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
                    help="micro benchmarks: element type of the kernels [default: preset's]")
     p.add_argument("--sizes", default=None,
@@ -158,19 +164,22 @@ def load_preset(benchmark: str, preset: str) -> dict[str, dict[str, Any]]:
     return presets[preset]
 
 
-def _merge_override(sections: dict[str, dict[str, Any]], path: str) -> None:
+def _merge_override(sections: dict[str, dict[str, Any]], path: str, flag: str = "--config") -> None:
     try:
         override = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"--config {path}: no such file") from None
+        raise ConfigError(f"{flag} {path}: no such file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{flag} {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(override, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of sections")
+        raise ConfigError(f"{flag} {path}: expected a mapping of sections")
     for name, values in override.items():
         if name not in sections or not isinstance(values, dict):
-            raise ConfigError(f"--config {path}: unknown section {name!r} "
+            raise ConfigError(f"{flag} {path}: unknown section {name!r} "
                               f"(known: {', '.join(sections)})")
+        unknown = sorted(set(values) - set(sections[name])) if flag == "--system" else []
+        if unknown:
+            raise ConfigError(f"{flag} {path}: unknown key(s) {', '.join(unknown)} in {name!r}")
         sections[name].update(values)
 
 
@@ -237,10 +246,15 @@ def resolve(argv: list[str]) -> RunConfig:
     micro.update({k: v for k, v in micro_flags.items() if v is not None})
     if args.data is not None and not Path(args.data).exists():
         raise ConfigError(f"--data {args.data}: no such file or directory")
+    system = yaml.safe_load((CONFIG_DIR / "system.yaml").read_text())
+    if args.system:
+        _merge_override(system, args.system, flag="--system")
+    if args.no_energy:
+        system["energy"]["enabled"] = False
 
     return RunConfig(
         benchmark=args.benchmark, preset=args.preset, train=train, quality=quality,
-        model=sections.get("model", {}), data=sections.get("data", {}), micro=micro,
+        model=sections.get("model", {}), data=sections.get("data", {}), micro=micro, system=system,
         seed=args.seed, data_path=args.data, out=args.out, run_name=args.run_name,
         intra_threads=args.intra_threads, inter_threads=args.inter_threads, argv=list(argv),
     )

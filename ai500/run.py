@@ -94,6 +94,50 @@ def write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+class NodeEnergy:
+    """One rank per node (local rank 0) samples the node's energy meters in a background thread
+    for the whole run; the other ranks of that node meter nothing, so nothing is counted twice.
+    The estimated model, used only when no meter is readable, counts the CPU time of every rank
+    on the node."""
+
+    def __init__(self, cfg: config.RunConfig, dist: distlib.Dist, node_pids: list[int]):
+        from ai500.metrics import energy
+
+        settings = cfg.system["energy"]
+        self.sampler = None
+        self.meters: list = []
+        if not (settings["enabled"] and dist.node_leader):
+            return
+        energy_cfg = energy.EnergyConfig(
+            powercap_root=Path(settings["powercap_root"]), use_nvml=settings["use_nvml"],
+            watts_per_core=settings["watts_per_core"], idle_watts=settings["idle_watts"],
+            interval_s=settings["interval_s"])
+        self.meters = energy.select_meters(energy_cfg, processes=node_pids)
+        self.sampler = energy.EnergySampler(self.meters, energy_cfg.interval_s)
+
+    def describe(self) -> dict:
+        return {m.method: (m.reason or "available") for m in self.meters}
+
+    def start(self) -> None:
+        if self.sampler:
+            self.sampler.start()
+
+    def stop(self) -> None:
+        if self.sampler:
+            self.sampler.stop()
+
+    def store(self, trace: TraceWriter, run_start: float) -> None:
+        """Copy the samples so far into the trace (times relative to run_start)."""
+        if not self.sampler:
+            return
+        columns = self.sampler.samples().columns()
+        columns["t"] = columns["t"] - run_start
+        trace.set_group("energy", columns)
+        trace.attrs["energy_meters"] = self.describe()
+        if self.sampler.error:
+            trace.attrs["energy_error"] = self.sampler.error
+
+
 def reached(value: float, q: config.QualitySettings) -> bool:
     return value >= q.target if q.higher_is_better else value <= q.target
 
@@ -115,7 +159,12 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     flops = workload.flops_per_sample() if dist.is_root else None
     run_dir = make_run_dir(cfg, dist)
     run_id = distlib.broadcast_object(uuid.uuid4().hex, "run_id")
-    hosts = distlib.allgather_object(dist.host, "hosts")
+    hosts_pids = distlib.allgather_object((dist.host, os.getpid()), "hosts")
+    hosts = [host for host, _ in hosts_pids]
+    try:
+        meter = NodeEnergy(cfg, dist, [pid for host, pid in hosts_pids if host == dist.host])
+    except Ai500Error as exc:  # a bad --system value: identical on every rank
+        raise Ai500Error(str(exc), everywhere=True) from None
     if dist.is_root:
         write_json(run_dir / "config.json", {
             "run_id": run_id, "kind": workload.kind, "config": cfg.to_dict(),
@@ -131,16 +180,20 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     })
     loop = micro_loop if workload.kind == "micro" else train_loop
 
+    meter.start()
     distlib.barrier()
     run_start = clock()
     trace.attrs.update(wall_start=time.time(), init_seconds=run_start - PROCESS_START)
+    trace.before_flush(lambda t: meter.store(t, run_start))
     try:
         loop(workload, cfg, dist, trace, run_start)
     except Ai500Error as exc:
         if exc.everywhere:  # every rank stops here, so the run can still be summarised
+            meter.stop()
             trace.close("failed")
             summarise(run_dir, dist)
         raise
+    meter.stop()
     trace.close("ok")
     summarise(run_dir, dist)
     return run_dir

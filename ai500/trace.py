@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ class TraceWriter:
         }
         self._step_stride = 1
         self._step_count = 0
+        self._before_flush: list[Callable[[TraceWriter], None]] = []
+
+    def before_flush(self, hook: Callable[[TraceWriter], None]) -> None:
+        """Run `hook(self)` at every flush, e.g. to copy a background sampler's data in."""
+        self._before_flush.append(hook)
 
     @property
     def epochs(self) -> dict[str, list]:
@@ -95,6 +101,8 @@ class TraceWriter:
 
     def flush(self) -> None:
         """Write everything so far to the trace file atomically."""
+        for hook in self._before_flush:
+            hook(self)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with h5py.File(tmp, "w") as f:
             for key, value in self.attrs.items():

@@ -11,7 +11,10 @@ CONFIG = {
     "run_id": "run1",
     "config": {"benchmark": "resnet", "preset": "ci", "seed": 0,
                "train": {"batch_size": 10},
-               "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True}},
+               "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True,
+                           "vflops_exponent": 5.0},
+               "system": {"energy": {"enabled": True},
+                          "cost": {"price_per_node_hour": 2.0, "currency": "EUR"}}},
     "dist": {"size": 2, "hosts": ["a", "a"], "nodes": 1},
     "flops_per_sample": {"forward": 100.0, "train": 300.0, "method": "test"},
 }
@@ -20,12 +23,19 @@ DURATIONS = {0: [5.0, 2.0, 2.0], 1: [5.0, 4.0, 2.5]}
 AUC = [0.6, 0.85, 0.9]
 
 
-def make_run(tmp_path, config=CONFIG, ranks=(0, 1), statuses=("ok", "ok"), auc=AUC):
+# Rank 0 meters the node: cumulative joules at t = -1, 5, 30 s (10 W throughout).
+ENERGY = {"t": [-1.0, 5.0, 30.0], "estimated:node": [0.0, 60.0, 310.0]}
+
+
+def make_run(tmp_path, config=CONFIG, ranks=(0, 1), statuses=("ok", "ok"), auc=AUC,
+             energy=(ENERGY, None), hosts=("a", "a")):
     (tmp_path / "config.json").write_text(json.dumps(config))
     for rank, status in zip(ranks, statuses):
         w = TraceWriter(tmp_path / trace_name(rank), {"run_id": "run1", "rank": rank,
-                                                      "wall_start": 1.7e9,
+                                                      "wall_start": 1.7e9, "host": hosts[rank],
                                                       "init_seconds": 3.0 + rank})
+        if energy[rank] is not None:
+            w.set_group("energy", energy[rank])
         t = 0.0
         for epoch, dur in enumerate(DURATIONS[rank]):
             w.add_epoch({"epoch": epoch, "t_start": t, "t_train_end": t + dur,
@@ -105,3 +115,41 @@ def test_table_mentions_key_figures(tmp_path):
     text = aggregate.format_summary(aggregate.aggregate(make_run(tmp_path)))
     assert "time to quality 14.5 s (epoch 1)" in text
     assert "reached" in text and "epoch 0 excluded as warm-up" in text
+
+
+def test_energy_cost_and_valid_flops(tmp_path):
+    s = aggregate.aggregate(make_run(tmp_path))
+    e = s["energy"]
+    # run end = slowest rank's last eval end, 23.0 s; 10 W from t = 0.
+    assert e["method"] == "estimated"
+    assert e["joules"] == pytest.approx(230.0)
+    assert e["joules_to_quality"] == pytest.approx(145.0)
+    assert e["average_power_w"] == pytest.approx(10.0)
+    assert e["peak_node_power_w"] == pytest.approx(10.0)
+    assert s["samples_per_joule"] == pytest.approx(600 / 230.0)
+    assert s["cost"]["node_hours_to_quality"] == pytest.approx(14.5 / 3600)
+    assert s["cost"]["cost_to_quality"] == pytest.approx(2.0 * 14.5 / 3600)
+    flops = 300 * 400 / 6.5
+    assert s["flops"]["valid_flops_per_s"] == pytest.approx(flops * (0.9 / 0.8) ** 5)
+    assert s["flops"]["valid_flops_per_watt"] == pytest.approx(flops * (0.9 / 0.8) ** 5 / 10.0)
+    assert "[estimated]" in aggregate.format_summary(s)
+
+
+def test_measured_and_estimated_nodes_are_never_added(tmp_path):
+    config = {**CONFIG, "dist": {"size": 2, "hosts": ["a", "b"], "nodes": 2}}
+    rapl = {"t": [-1.0, 30.0], "rapl:package-0": [0.0, 3100.0]}
+    s = aggregate.aggregate(make_run(tmp_path, config=config, energy=(ENERGY, rapl),
+                                     hosts=("a", "b")))
+    e = s["energy"]
+    assert e["joules"] is None and e["method"] == "estimated+rapl"
+    assert "not added" in e["reason"]
+    assert [n["joules"] for n in e["per_node"]] == pytest.approx([230.0, 2300.0])
+    assert s["samples_per_joule"] is None
+
+
+def test_energy_disabled_is_unavailable_not_zero(tmp_path):
+    config = json.loads(json.dumps(CONFIG))
+    config["config"]["system"]["energy"]["enabled"] = False
+    s = aggregate.aggregate(make_run(tmp_path, config=config))
+    assert s["energy"]["joules"] is None and s["energy"]["method"] == "unavailable"
+    assert "n/a [unavailable]" in aggregate.format_summary(s)
