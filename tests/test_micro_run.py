@@ -303,3 +303,16 @@ def test_summarise_run_that_failed_before_any_row(tmp_path):
     assert s["peak"]["practical"]["aggregate_gflops"] is None and s["run_s"] is None
     assert "status failed" in format_summary(s)
     assert merged_arrays(traces)["op"].tolist() == []
+
+
+def test_micro_summary_carries_energy_and_gflops_per_watt(tmp_path):
+    from conftest import load_summary, mpirun, only_run_dir
+
+    result = mpirun(2, ["--benchmark", "fc", "--preset", "ci", "--out", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    s = load_summary(only_run_dir(tmp_path))
+    e = s["energy"]
+    assert e["method"] == "estimated" and e["average_power_w"] > 0
+    for k in s["kernels"]:
+        assert k["gflops_per_watt"] == pytest.approx(k["aggregate_gflops"] / e["average_power_w"])
+    assert "[estimated]" in result.stdout

@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from ai500.aggregate import energy_line, summarise_energy
+from ai500.metrics import scoring
+
 SCHEMA_VERSION = 1
 PEAK_OP = "peak_gemm"
 TEXT_COLUMNS = ("op", "size", "direction", "dtype")
@@ -169,6 +172,13 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Any], problems: dict[int, s
         })
 
     init = [float(t.attrs.get("init_seconds", np.nan)) for t in traces.values()]
+    run_s = _float(merged["t_end"].max()) if "t_end" in merged and merged["t_end"].size else None
+    energy = summarise_energy(cfg, traces, run_s)
+    # Kernels last milliseconds and meters tick once a second, so each kernel's efficiency is
+    # its aggregate rate over the run's average power, and is labelled that way.
+    for entry in entries:
+        entry["gflops_per_watt"] = scoring.flops_per_watt(entry["aggregate_gflops"],
+                                                          energy["average_power_w"])
     return {
         "schema_version": SCHEMA_VERSION,
         "status": "ok" if complete else "failed",
@@ -188,11 +198,14 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Any], problems: dict[int, s
         "kernels_completed": n,
         "kernels_expected": expected,
         "init_s": _float(max(init)) if init else None,
-        "run_s": _float(merged["t_end"].max()) if "t_end" in merged and merged["t_end"].size else None,
+        "run_s": run_s,
         "definition": DEFINITION,
         "peak": {"dtype": run_cfg.get("micro", {}).get("dtype"), "theoretical": theoretical,
                  "practical": practical},
         "kernels": entries,
+        "energy": energy,
+        "gflops_per_watt_definition": "aggregate GFLOPS / the run's average power "
+        f"({energy['method']}); meters sample at ~1 Hz, far slower than one kernel",
     }
 
 
@@ -223,6 +236,7 @@ def format_summary(s: dict) -> str:
     for r in [header, *rows]:
         cells = [f"{v:<{w}}" if c < 3 else f"{v:>{w}}" for c, (v, w) in enumerate(zip(r, widths))]
         lines.append("  " + "  ".join(cells))
+    lines.append(energy_line(s["energy"]))
     for rank, why in s["missing_or_failed_ranks"].items():
         lines.append(f"  rank {rank}: {why}")
     return "\n".join(lines)
