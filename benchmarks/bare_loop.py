@@ -13,12 +13,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import horovod.tensorflow as hvd  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import horovod.tensorflow as hvd
+import numpy as np
+import tensorflow as tf
 
-from ai500 import config  # noqa: E402
-from ai500.models.resnet import ResNetConfig, build_resnet  # noqa: E402
+from ai500 import config
+from ai500.models.resnet import ResNetConfig, build_resnet
 
 
 def main() -> None:

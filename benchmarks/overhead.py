@@ -4,6 +4,7 @@
                    in-memory synthetic tensors  vs  a bare TensorFlow+Horovod loop
                    (benchmarks/bare_loop.py) of the same model, batch and optimizer;  target >= 0.97
   input pipeline   ai500.run reading the HDF5 dataset (--data)  vs  in-memory tensors;  >= 0.95
+  energy sampler   ai500.run with the node energy sampler on  vs  --no-energy;  >= 0.99
 The variants run in interleaved rounds (A B C, A B C, ...) so drifts in machine load hit all of
 them alike; each ratio is of the medians over rounds. Throughput is global samples / the slowest
 rank's time over epochs 1.. (epoch 0 is warm-up) for every variant.
@@ -64,6 +65,8 @@ def main() -> None:
         "ai500.run, in-memory tensors": lambda: ai500_throughput(args.ranks, common, work / "mem"),
         "ai500.run, HDF5 dataset": lambda: ai500_throughput(
             args.ranks, [*common, "--data", str(data)], work / "h5"),
+        "ai500.run, in-memory, --no-energy": lambda: ai500_throughput(
+            args.ranks, [*common, "--no-energy"], work / "noenergy"),
     }
     results: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(args.rounds):
@@ -71,13 +74,14 @@ def main() -> None:
             results[name].append(measure())
             print(f"round {round_ + 1}: {name:32s} {results[name][-1]:8.1f} samples/s", flush=True)
     median = {name: statistics.median(values) for name, values in results.items()}
-    bare, mem, h5 = median.values()
+    bare, mem, h5, no_energy = median.values()
     print(f"\nresnet small, {args.ranks} ranks, {args.events_per_rank} events/rank, "
           f"{args.epochs} epochs (epoch 0 excluded), median of {args.rounds} interleaved rounds:")
     for name, value in median.items():
         print(f"  {name:32s} {value:8.1f} samples/s")
     print(f"  instrumentation overhead ratio  ai500/bare   = {mem / bare:.3f}  (target >= 0.97)")
     print(f"  input pipeline ratio            HDF5/memory  = {h5 / mem:.3f}  (target >= 0.95)")
+    print(f"  energy sampler ratio            on/off       = {mem / no_energy:.3f}  (target >= 0.99)")
 
 
 if __name__ == "__main__":
