@@ -15,7 +15,8 @@ from ai500.trace import TraceWriter, trace_name
 CONFIG = {
     "run_id": "run1", "kind": "training",
     "config": {"benchmark": "resnet", "preset": "ci", "seed": 7, "train": {"batch_size": 10},
-               "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True}},
+               "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True,
+                           "vflops_exponent": 5.0}},
     "dist": {"size": 2, "hosts": ["nodeA", "nodeA"], "nodes": 1},
     "workload": {"train_events_used_per_epoch": 200, "val_events": 50},
     "flops_per_sample": {"forward": 100.0, "train": 300.0, "method": "test"},

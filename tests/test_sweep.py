@@ -170,7 +170,8 @@ def test_real_sweep_report_matches_the_summaries(real_sweep):
     assert p2["ideal_throughput"] == 2 * x1
     assert p2["flops_per_s"]["median"] == x[2]["flops"]["flops_per_s"]
     assert p2["load_imbalance_median"]["median"] == x[2]["load_imbalance"]["median"]
-    assert p2["energy_j"] is None  # no energy section yet: n/a, never made up
+    assert p2["energy_j"]["median"] == x[2]["energy"]["joules"]
+    assert p2["energy_methods"] == ["estimated"]  # the model's figure, labelled as such
     md = (rep_dir / "report.md").read_text()
     assert "weak-scaling efficiency E(N)" in md and "speedup" not in md.lower().split(
         "### every run")[0].replace("not a speedup", "")

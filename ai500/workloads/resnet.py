@@ -69,7 +69,8 @@ class Workload:
             raise ConfigError(f"batch size {self.samples_per_step} exceeds the "
                               f"{len(self.train['label'])} training events per rank")
         self.schedule = LinearScalingSchedule(cfg.train.lr, dist.size,
-                                              cfg.train.warmup_epochs * self.steps_per_epoch)
+                                              cfg.train.warmup_epochs * self.steps_per_epoch,
+                                              cfg.train.epochs * self.steps_per_epoch)
         self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=0.9, nesterov=True)
         self._val_truth: tuple[np.ndarray, np.ndarray] | None = None
         self._broadcast_done = False
