@@ -39,8 +39,17 @@ $(STAMP): setup.py Makefile
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
-run: install
-	$(MPIRUN) -np $(NP) $(PY) -m ai500.run --benchmark $(BENCHMARK) --preset $(PRESET) --out runs
+# resnet reads its dataset from HDF5 files in the real HEP-CNN layout, generated once per preset.
+ifeq ($(BENCHMARK),resnet)
+DATA_DIR := data/hep-$(PRESET)
+DATA_ARGS := --data $(DATA_DIR)
+endif
+
+run: install $(if $(DATA_DIR),$(DATA_DIR)/val.h5)
+	$(MPIRUN) -np $(NP) $(PY) -m ai500.run --benchmark $(BENCHMARK) --preset $(PRESET) --out runs $(DATA_ARGS)
+
+data/hep-%/val.h5:
+	$(PY) -m ai500.data generate hep --preset $* --out data/hep-$*
 
 test: install
 	$(PY) -m pytest -q tests

@@ -64,6 +64,7 @@ class RunConfig:
     run_name: str | None = None
     intra_threads: int | None = None
     inter_threads: int | None = None
+    stall_timeout_s: float = 300.0
     argv: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default=None,
                    help="micro benchmarks: comma-separated size names from the preset's table "
                    "[default: all]")
+    p.add_argument("--stall-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
+                   help="end the whole job if a rank makes no progress (no finished step, "
+                   "evaluation or kernel) for this long: a rank died or hangs [default: 300]")
     p.add_argument("--intra-threads", type=_positive_int, default=None,
                    help="TensorFlow intra-op threads per rank [default: cores / ranks on the node]")
     p.add_argument("--inter-threads", type=_positive_int, default=None,
@@ -256,5 +260,6 @@ def resolve(argv: list[str]) -> RunConfig:
         benchmark=args.benchmark, preset=args.preset, train=train, quality=quality,
         model=sections.get("model", {}), data=sections.get("data", {}), micro=micro, system=system,
         seed=args.seed, data_path=args.data, out=args.out, run_name=args.run_name,
-        intra_threads=args.intra_threads, inter_threads=args.inter_threads, argv=list(argv),
+        intra_threads=args.intra_threads, inter_threads=args.inter_threads,
+        stall_timeout_s=args.stall_timeout, argv=list(argv),
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,10 +178,11 @@ def agree(error: Ai500Error | None, dist: Dist) -> None:
 
 
 def abort(code: int = 1) -> None:
-    """End every rank of the job now: used when one rank fails outside a collective."""
+    """End every rank of the job now: used when one rank fails outside a collective.
+    Safe to call from any thread (MPI runs with thread support)."""
     try:
         from mpi4py import MPI
 
         MPI.COMM_WORLD.Abort(code)
     finally:
-        sys.exit(code)
+        os._exit(code)

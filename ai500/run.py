@@ -17,6 +17,7 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 # Taken at import, before TensorFlow loads, so initialisation time includes the imports.
@@ -26,6 +27,7 @@ from ai500 import __version__, config, registry
 from ai500 import dist as distlib
 from ai500.errors import Ai500Error, ConfigError, TrainingError
 from ai500.trace import TraceWriter, trace_name
+from ai500.watchdog import Watchdog, inject_fault, parse_fault
 
 clock = time.perf_counter
 
@@ -180,19 +182,29 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     })
     loop = micro_loop if workload.kind == "micro" else train_loop
 
+    def stalled(idle: float) -> None:
+        print(f"ai500: error: rank {dist.rank} on {dist.host}: no progress for {idle:.0f} s "
+              f"(--stall-timeout {cfg.stall_timeout_s:g}): a rank died or hangs, or this rank "
+              "waits for one in a collective; ending the job", file=sys.stderr, flush=True)
+        distlib.abort(1)
+
+    watchdog = Watchdog(cfg.stall_timeout_s, stalled)
     meter.start()
     distlib.barrier()
     run_start = clock()
     trace.attrs.update(wall_start=time.time(), init_seconds=run_start - PROCESS_START)
     trace.before_flush(lambda t: meter.store(t, run_start))
+    watchdog.start()
     try:
-        loop(workload, cfg, dist, trace, run_start)
+        loop(workload, cfg, dist, trace, run_start, watchdog.beat)
     except Ai500Error as exc:
         if exc.everywhere:  # every rank stops here, so the run can still be summarised
+            watchdog.stop()
             meter.stop()
             trace.close("failed")
             summarise(run_dir, dist)
         raise
+    watchdog.stop()
     meter.stop()
     trace.close("ok")
     summarise(run_dir, dist)
@@ -200,17 +212,20 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
 
 
 def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: TraceWriter,
-               run_start: float) -> None:
+               run_start: float, beat: Callable[[], None]) -> None:
     """Epochs of timed training steps, each followed by a global evaluation, until the
     quality target is reached (unless told to go on) or the epochs run out."""
     import psutil
 
     process = psutil.Process()
     process.cpu_percent()
+    fault = parse_fault(os.environ.get("AI500_FAULT"))  # checked in main(): well formed
     for epoch in range(cfg.train.epochs):
-        row = run_epoch(workload, epoch, run_start, trace, dist)
+        inject_fault(fault, dist.rank, epoch)
+        row = run_epoch(workload, epoch, run_start, trace, dist, beat)
         row["t_eval_start"] = clock() - run_start
         row.update(workload.evaluate())
+        beat()
         row["t_eval_end"] = clock() - run_start
         trace.add_epoch(row)
         trace.add_system(row["t_eval_end"], process.cpu_percent(), process.memory_info().rss)
@@ -223,13 +238,14 @@ def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: Trace
 
 
 def micro_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: TraceWriter,
-               run_start: float) -> None:
+               run_start: float, beat: Callable[[], None]) -> None:
     """Every rank times the same kernels at the same moment (a barrier before each), so the
     merged traces give the rate the whole system delivers, not one rank's alone."""
     for item in workload.items():
         distlib.barrier()
         t_start = clock() - run_start
         row = workload.measure(item)
+        beat()
         row.update(t_start=t_start, t_end=clock() - run_start)
         trace.add_row("kernels", row)
         trace.flush()
@@ -259,7 +275,7 @@ def progress_bar_wanted(environ: dict[str, str] | None = None, tty: bool | None 
 
 
 def run_epoch(workload, epoch: int, run_start: float, trace: TraceWriter,
-              dist: distlib.Dist) -> dict[str, float]:
+              dist: distlib.Dist, beat: Callable[[], None]) -> dict[str, float]:
     """Train one epoch; returns timings (seconds from run_start) and globally averaged metrics."""
     import numpy as np
     from tqdm import tqdm
@@ -274,6 +290,7 @@ def run_epoch(workload, epoch: int, run_start: float, trace: TraceWriter,
         s0 = clock()
         stats = workload.train_step(next(batches))
         s1 = clock()
+        beat()
         trace.add_step(s0 - run_start, s1 - run_start, workload.samples_per_step)
         samples += workload.samples_per_step
         for key, value in stats.items():
@@ -308,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = config.resolve(argv)
+        try:
+            parse_fault(os.environ.get("AI500_FAULT"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     except Ai500Error as exc:
         # Every rank parsed the same options and failed the same way; one of them says so.
         if distlib.launcher_rank() == 0:
