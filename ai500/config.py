@@ -207,6 +207,19 @@ def _check_types(obj: Any, section: str) -> None:
             raise ConfigError(f"section {section!r}: {f.name} must be {f.type}, got {value!r}")
 
 
+def energy_settings(system: dict[str, Any]):
+    """The system config's energy section as a validated `EnergyConfig`; ConfigError if impossible."""
+    from ai500.metrics.energy import EnergyConfig
+
+    e = system["energy"]
+    try:
+        return EnergyConfig(powercap_root=Path(e["powercap_root"]), use_nvml=bool(e["use_nvml"]),
+                            watts_per_core=e["watts_per_core"], idle_watts=e["idle_watts"],
+                            interval_s=e["interval_s"])
+    except TypeError as exc:
+        raise ConfigError(f"system config, section 'energy': {exc}") from None
+
+
 def resolve(argv: list[str]) -> RunConfig:
     """Parse the command line, apply preset → --config → flags, validate; raises ConfigError."""
     args = build_parser().parse_args(argv)
@@ -255,6 +268,7 @@ def resolve(argv: list[str]) -> RunConfig:
         _merge_override(system, args.system, flag="--system")
     if args.no_energy:
         system["energy"]["enabled"] = False
+    energy_settings(system)  # reject impossible values here, on every rank, before MPI starts
 
     return RunConfig(
         benchmark=args.benchmark, preset=args.preset, train=train, quality=quality,

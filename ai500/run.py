@@ -105,15 +105,11 @@ class NodeEnergy:
     def __init__(self, cfg: config.RunConfig, dist: distlib.Dist, node_pids: list[int]):
         from ai500.metrics import energy
 
-        settings = cfg.system["energy"]
         self.sampler = None
         self.meters: list = []
-        if not (settings["enabled"] and dist.node_leader):
+        if not (cfg.system["energy"]["enabled"] and dist.node_leader):
             return
-        energy_cfg = energy.EnergyConfig(
-            powercap_root=Path(settings["powercap_root"]), use_nvml=settings["use_nvml"],
-            watts_per_core=settings["watts_per_core"], idle_watts=settings["idle_watts"],
-            interval_s=settings["interval_s"])
+        energy_cfg = config.energy_settings(cfg.system)
         self.meters = energy.select_meters(energy_cfg, processes=node_pids)
         self.sampler = energy.EnergySampler(self.meters, energy_cfg.interval_s)
 
@@ -158,20 +154,18 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     except Ai500Error as exc:
         error = exc
     distlib.agree(error, dist)
+    hosts_pids = distlib.allgather_object((dist.host, os.getpid()), "hosts")
+    hosts = [host for host, _ in hosts_pids]
+    meter = NodeEnergy(cfg, dist, [pid for host, pid in hosts_pids if host == dist.host])
     flops = workload.flops_per_sample() if dist.is_root else None
     run_dir = make_run_dir(cfg, dist)
     run_id = distlib.broadcast_object(uuid.uuid4().hex, "run_id")
-    hosts_pids = distlib.allgather_object((dist.host, os.getpid()), "hosts")
-    hosts = [host for host, _ in hosts_pids]
-    try:
-        meter = NodeEnergy(cfg, dist, [pid for host, pid in hosts_pids if host == dist.host])
-    except Ai500Error as exc:  # a bad --system value: identical on every rank
-        raise Ai500Error(str(exc), everywhere=True) from None
     if dist.is_root:
         write_json(run_dir / "config.json", {
             "run_id": run_id, "kind": workload.kind, "config": cfg.to_dict(),
             "command": [sys.executable, "-m", "ai500.run", *cfg.argv],
-            "dist": {"size": dist.size, "hosts": hosts, "nodes": len(set(hosts))},
+            "dist": {"size": dist.size, "hosts": hosts, "nodes": len(set(hosts)),
+                     "gpus_per_node": len(tf.config.list_physical_devices("GPU"))},
             "threads_rank0": threads, "versions": versions(), "workload": workload.describe(),
             "flops_per_sample": flops,
         })

@@ -78,3 +78,16 @@ def test_every_benchmark_has_every_preset():
                 assert set(sections) == {"micro"}, (name, preset)
             else:
                 assert {"train", "quality", "model", "data"} <= set(sections), (name, preset)
+
+
+def test_system_file_overrides_and_rejects_unknown_keys(tmp_path):
+    good = tmp_path / "site.yaml"
+    good.write_text("energy: {watts_per_core: 10.0}\ncost: {price_per_node_hour: 3.5}\n")
+    cfg = config.resolve(["--benchmark", "resnet", "--system", str(good), "--no-energy"])
+    assert cfg.system["energy"]["watts_per_core"] == 10.0
+    assert cfg.system["energy"]["enabled"] is False
+    assert cfg.system["cost"] == {"price_per_node_hour": 3.5, "currency": "USD"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("energy: {watts_per_cpu: 10.0}\n")
+    with pytest.raises(ConfigError, match="unknown key.*watts_per_cpu"):
+        config.resolve(["--benchmark", "resnet", "--system", str(bad)])

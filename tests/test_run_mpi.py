@@ -211,3 +211,14 @@ def test_nan_loss_ends_run_on_every_rank_and_keeps_a_failed_summary(tmp_path, he
     assert summary["status"] == "failed" and summary["time_to_quality_s"] is None
     for rank in (0, 1):
         assert read_trace(tmp_path / "nan" / f"trace-rank{rank:05d}.h5").attrs["status"] == "failed"
+
+
+def test_impossible_system_value_fails_before_any_run_directory(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("energy: {watts_per_core: -1}\n")
+    out = tmp_path / "runs"
+    result, _ = _bad_run(["--system", str(site), "--out", str(out)], tmp_path)
+    assert result.returncode != 0
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "watts_per_core must be > 0" in lines[0], result.stderr
+    assert not out.exists() or not any(out.iterdir())
