@@ -54,12 +54,14 @@ data/hep-%/val.h5:
 test: install
 	$(PY) -m pytest -q tests
 
+# A short default: at most 3 epochs per point (stopping earlier at the target).
 sweep: install
 	$(PY) launch/sweep.py --benchmark $(BENCHMARK) --preset $(PRESET) --mode weak \
-	  --ranks $(SWEEP_RANKS) --out runs --report
+	  --ranks $(SWEEP_RANKS) --out runs --report -- --epochs 3
 
 bench: install
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/micro_peak.py
 
 lint: install
 	$(PY) -m ruff check ai500 tests launch benchmarks slurm
