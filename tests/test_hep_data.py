@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from ai500.data import hep
+from ai500.data import common, hep
 from ai500.errors import DataError
 from ai500.metrics.quality import roc_auc
 
@@ -116,8 +116,8 @@ def test_generate_dataset_disjoint_and_no_overwrite(tmp_path):
     with h5py.File(paths[0], "r") as train, h5py.File(paths[1], "r") as val:
         assert not np.array_equal(train["data"][:6], val["data"][:])
         np.testing.assert_array_equal(
-            val["data"][:], hep.generate_events(0, 6, hep.split_seed(2, "val"), S)["data"])
-    assert hep.split_seed(2, "train") == 2 and hep.split_seed(2, "val") != 2
+            val["data"][:], hep.generate_events(0, 6, common.split_seed(2, "val"), S)["data"])
+    assert common.split_seed(2, "train") == 2 and common.split_seed(2, "val") != 2
     with pytest.raises(DataError, match="train.h5"):
         hep.generate_dataset(tmp_path / "hep", n_train=8, n_val=6, seed=2, image_size=S)
 

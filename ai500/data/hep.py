@@ -39,6 +39,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ai500.data import common
 from ai500.errors import DataError
 
 CHANNELS: tuple[str, ...] = ("calorimeter_energy", "em_fraction", "track_multiplicity")
@@ -237,42 +238,17 @@ def write_split(path: Path, count: int, seed: int, image_size: int, chunk_events
         tmp.unlink(missing_ok=True)
 
 
-def split_seed(seed: int, split: str) -> int:
-    """The event seed of `split` in the dataset `seed`: "train" uses `seed` itself, "val" a seed derived
-    from it (and different from it), so the two sets are disjoint."""
-    if split == "train":
-        return seed
-    if split != "val":
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    derived = int(np.random.SeedSequence([seed, 0x76616C]).generate_state(1, np.uint64)[0]) >> 1
-    return derived if derived != seed else derived + 1
-
-
 def generate_dataset(out_dir: Path, n_train: int, n_val: int, seed: int, image_size: int) -> list[Path]:
     """Write out_dir/train.h5 (n_train events) and out_dir/val.h5 (n_val events) of the dataset `seed`
-    (event seeds from split_seed) and return their paths; raises DataError rather than overwrite a file."""
-    out_dir = Path(out_dir)
-    paths = [out_dir / "train.h5", out_dir / "val.h5"]
-    for p in paths:
-        if p.exists():
-            raise DataError(f"{p}: already exists; refusing to overwrite a dataset file")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_split(paths[0], n_train, split_seed(seed, "train"), image_size)
-    write_split(paths[1], n_val, split_seed(seed, "val"), image_size)
-    return paths
+    and return their paths; raises DataError rather than overwrite a file."""
+    return common.generate_dataset(
+        out_dir, {"train": n_train, "val": n_val}, seed, ".h5",
+        lambda path, count, set_seed: write_split(path, count, set_seed, image_size))
 
 
 def split_files(data_dir: Path, split: str) -> list[Path]:
     """Sorted HDF5 files of `split` ("train": train*.h5; "val": val*.h5, which includes valid*/validation*)."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: data directory does not exist")
-    files = sorted(p for p in data_dir.glob(f"{split}*.h5") if p.is_file())
-    if not files:
-        raise DataError(f"{data_dir}: no {split}*.h5 file")
-    return files
+    return common.split_files(data_dir, split, ".h5")
 
 
 def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]:
@@ -306,21 +282,8 @@ def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]
 
 
 def shard_range(total: int, rank: int, size: int, equal: bool) -> tuple[int, int]:
-    """Contiguous [start, stop) of the global event index (events) for `rank` of `size` ranks.
-
-    equal=True: every rank gets total // size events and the remainder is dropped (training: all ranks
-    run the same number of steps). equal=False: shard sizes differ by at most one and cover all events.
-    """
-    if size < 1 or not 0 <= rank < size:
-        raise ValueError(f"rank {rank} is not in a group of {size}")
-    base, extra = divmod(total, size)
-    if equal:
-        start, n = rank * base, base
-    else:
-        start, n = rank * base + min(rank, extra), base + (rank < extra)
-    if n < 1:
-        raise DataError(f"{total} events cannot give each of {size} ranks at least one event")
-    return start, start + n
+    """Contiguous [start, stop) of the global event index for `rank`; see common.shard_range."""
+    return common.shard_range(total, rank, size, equal, unit="events")
 
 
 def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> dict[str, np.ndarray]:

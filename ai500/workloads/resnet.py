@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from ai500 import dist as distlib
 from ai500.config import RunConfig
-from ai500.data import hep
+from ai500.data import common, hep
 from ai500.dist import Dist
 from ai500.errors import ConfigError
 from ai500.metrics import flops, quality
@@ -35,7 +35,7 @@ def load_shards(data: dict[str, Any], data_path: str | None, dist: Dist) -> tupl
         t0, t1 = hep.shard_range(n_train, dist.rank, dist.size, equal=True)
         v0, v1 = hep.shard_range(n_val, dist.rank, dist.size, equal=False)
         train = hep.generate_events(t0, t1 - t0, seed, size)
-        val = hep.generate_events(v0, v1 - v0, hep.split_seed(seed, "val"), size)
+        val = hep.generate_events(v0, v1 - v0, common.split_seed(seed, "val"), size)
         for split in (train, val):
             split["data"] = np.ascontiguousarray(split["data"].transpose(0, 2, 3, 1))
         source = f"synthetic, generated in memory (data seed {seed})"
