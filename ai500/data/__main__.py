@@ -12,7 +12,7 @@ from pathlib import Path
 from ai500 import config
 from ai500.errors import Ai500Error
 
-# dataset name -> (benchmark whose presets give its sizes, generator module)
+# dataset name (also its module under ai500/data) -> the benchmark whose presets give its sizes
 DATASETS = {"hep": "resnet", "cosmo": "dcgan"}
 
 
