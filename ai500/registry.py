@@ -12,6 +12,7 @@ from types import ModuleType
 
 WORKLOADS: dict[str, str] = {
     "resnet": "ai500.workloads.resnet",
+    "dcgan": "ai500.workloads.dcgan",
     "conv": "ai500.workloads.micro",
     "fc": "ai500.workloads.micro",
     "pool": "ai500.workloads.micro",

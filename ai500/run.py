@@ -200,6 +200,8 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
         raise
     watchdog.stop()
     meter.stop()
+    if dist.is_root and hasattr(workload, "write_figures"):  # e.g. dcgan's generated maps
+        workload.write_figures(run_dir)
     trace.close("ok")
     summarise(run_dir, dist)
     return run_dir

@@ -11,7 +11,7 @@ from conftest import mpirun, python_module
 from ai500.trace import read_trace
 from ai500.watchdog import Watchdog, parse_fault
 
-STALL_S = 15
+STALL_S = 45  # longer than a first step (graph tracing) takes on a loaded 2-core machine
 
 
 @pytest.mark.parametrize("kind, message", [
@@ -24,7 +24,7 @@ def test_a_failing_rank_ends_the_job_and_loses_nothing(tmp_path, hep_ci_data, ki
     result = mpirun(2, ["--benchmark", "resnet", "--preset", "ci", "--data", str(hep_ci_data),
                         "--out", str(tmp_path), "--run-name", "r", "--epochs", "4",
                         "--stall-timeout", str(STALL_S)],
-                    env={"AI500_FAULT": f"rank=1,epoch=1,kind={kind}"}, timeout=240)
+                    env={"AI500_FAULT": f"rank=1,epoch=1,kind={kind}"}, timeout=300)
     elapsed = time.monotonic() - start
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-3000:]
@@ -32,7 +32,7 @@ def test_a_failing_rank_ends_the_job_and_loses_nothing(tmp_path, hep_ci_data, ki
         assert "RuntimeError: injected fault at epoch 1" in result.stderr
     # Bounded: start-up plus one epoch plus the stall timeout and its check interval, with room
     # for a loaded machine; a hang would run into the subprocess timeout instead.
-    assert elapsed < 200
+    assert elapsed < 240
     run = tmp_path / "r"
     for rank in (0, 1):
         trace = read_trace(run / f"trace-rank{rank:05d}.h5")

@@ -14,6 +14,7 @@ not call collectives there, since a rank that fails must reach the driver's erro
                                     (e.g. loss, accuracy) as Python floats, so the work is complete
     evaluate() -> dict[str, float]  validation metrics over the whole validation set (all ranks)
     flops_per_sample() -> dict      {"forward", "train": FLOPs per sample, "method": str}
+    write_figures(run_dir)          optional: rank 0 writes pictures of the result (no collectives)
 
 Micro benchmarks (kind = "micro") instead provide `items()` (the kernels to time, in order),
 `measure(item) -> dict` (one kernel's timing record: text labels and numbers in seconds, FLOPs)

@@ -1,0 +1,334 @@
+"""DCGAN on weak-lensing convergence maps (cosmology), trained with Horovod data parallelism.
+
+Each step trains both networks on this rank's batch of real maps and a batch of generated ones:
+one forward pass (generator on latent noise, discriminator on the real and on the fake batch) under
+two gradient tapes, each wrapped by Horovod so the discriminator's and the generator's gradients
+are averaged over all ranks separately; both Adam optimizers then step. After the first step both
+networks and both optimizers' states are broadcast from rank 0. The latent noise of a step depends
+on (seed, rank, epoch, step): ranks draw different samples, and a run repeats exactly from its seed.
+
+What is evaluated is an exponential moving average of the generator's weights (decay `ema_decay`
+per step; started from the broadcast weights, so identical on every rank), run with batch
+statistics in its batch norms (fixed evaluation batches of 64). Measured on the small preset, the
+raw generator's P(k) error swings by a factor 2-3 from one check to the next (GAN dynamics) and
+its moving-average batch-norm statistics lag the changing weights (pixel KS 0.1-0.2 where batch
+statistics give 0.03-0.06); the averaged generator is smoother and better at equal steps.
+
+Quality (every epoch, all ranks): each rank generates a fixed number of maps from fixed latent
+vectors (seeded by (seed, rank)), inverts the normalisation to κ and sums their power spectra and
+pixel histograms; the held-out real maps are summarised the same way, shard by shard. The sums are
+gathered in rank order and added, so every rank gets the same numbers, then
+`val_pk_error` (median |P_gen/P_real − 1| over k bins), `val_ks` (pixel KS statistic) and the target
+metric `val_quality` = max(val_pk_error / PK_THRESHOLD, val_ks / KS_THRESHOLD) (≤ 1: both pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ai500 import dist as distlib
+from ai500.config import RunConfig
+from ai500.data import cosmo
+from ai500.dist import Dist
+from ai500.errors import ConfigError
+from ai500.metrics import cosmo_quality as cq
+from ai500.metrics import flops
+from ai500.models.dcgan import DCGANConfig, build_discriminator, build_generator
+
+EVAL_BATCH = 64
+ADAM_BETA1 = 0.5  # DCGAN's Adam settings (Radford et al., 2016)
+
+
+class GanLearningRate(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Square-root scaling with the rank count, the rule for Adam (Malladi et al., 2022): the global
+    batch grows with the ranks, its gradient noise falls as 1/sqrt(ranks), and Adam's step is already
+    normalised by the gradient's size, so the rate is base_lr × sqrt(ranks), not the linear rule used for
+    SGD (one 2-rank small run with linear scaling stayed near P(k) error 0.7 for nine epochs; not a
+    controlled comparison, its generator average also differed).
+    Reached by a linear warm-up from base_lr over `warmup_steps`, then held constant, as DCGAN trains."""
+
+    def __init__(self, base_lr: float, ranks: int, warmup_steps: float):
+        self.base_lr, self.ranks, self.warmup_steps = float(base_lr), int(ranks), float(warmup_steps)
+        self.peak = self.base_lr * self.ranks**0.5
+
+    def __call__(self, step):
+        if self.warmup_steps <= 0 or self.ranks == 1:
+            return tf.constant(self.peak, tf.float32)
+        fraction = tf.minimum(tf.cast(step, tf.float32) / self.warmup_steps, 1.0)
+        return self.base_lr + (self.peak - self.base_lr) * fraction
+
+    def describe(self) -> str:
+        warmup = (f", linear warm-up from {self.base_lr:g} over {self.warmup_steps:g} steps"
+                  if self.warmup_steps > 0 and self.ranks > 1 else "")
+        return (f"square-root scaling (Adam): {self.base_lr:g} x sqrt({self.ranks} ranks) = "
+                f"{self.peak:g}{warmup}, then constant; same for both networks")
+
+    def get_config(self) -> dict:
+        return {"base_lr": self.base_lr, "ranks": self.ranks, "warmup_steps": self.warmup_steps}
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The `data` section: synthetic set sizes and seed, map size, evaluation sample, normalisation."""
+
+    image_size: int
+    n_train: int
+    n_val: int
+    seed: int
+    eval_maps_per_rank: int
+    norm_shift: float = cosmo.SHIFT
+    norm_scale: float = cosmo.SCALE_A
+    norm_log_range: float = cosmo.LOG_RANGE
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{f.name} must be a number, got {value!r}")
+        if min(self.image_size, self.n_train, self.n_val, self.eval_maps_per_rank) < 1:
+            raise ValueError("image_size, n_train, n_val and eval_maps_per_rank must be >= 1")
+        if min(self.norm_shift, self.norm_scale, self.norm_log_range) <= 0:
+            raise ValueError("norm_shift, norm_scale and norm_log_range must be > 0")
+
+
+def _settings(cls, values: dict[str, Any], section: str):
+    unknown = sorted(set(values) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"section {section!r}: unknown key(s) {', '.join(unknown)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"section {section!r}: {exc}") from None
+
+
+def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[np.ndarray, np.ndarray, str]:
+    """This rank's training maps (equal counts on all ranks) and held-out maps (all covered), as κ
+    float32 (n, S, S). No collectives: a rank whose shard is bad must reach the error agreement."""
+    size = data.image_size
+    if data_path is None:
+        t0, t1 = cosmo.shard_range(data.n_train, dist.rank, dist.size, equal=True)
+        v0, v1 = cosmo.shard_range(data.n_val, dist.rank, dist.size, equal=False)
+        train = cosmo.generate_maps(t0, t1 - t0, cosmo.split_seed(data.seed, "train"), size)
+        val = cosmo.generate_maps(v0, v1 - v0, cosmo.split_seed(data.seed, "val"), size)
+        return train, val, f"synthetic, generated in memory (data seed {data.seed})"
+    train, _ = cosmo.load_shard(Path(data_path), "train", dist.rank, dist.size, True, size)
+    val, _ = cosmo.load_shard(Path(data_path), "val", dist.rank, dist.size, False, size)
+    return train, val, f"files under {data_path}"
+
+
+class Workload:
+    """DCGAN generator + discriminator trained adversarially with Horovod."""
+
+    kind = "training"
+
+    def __init__(self, cfg: RunConfig, dist: Dist):
+        self.cfg, self.dist = cfg, dist
+        self.data = _settings(DataSettings, cfg.data, "data")
+        kappa_train, self.val_kappa, self.data_source = load_shards(self.data, cfg.data_path, dist)
+        self.train = self._normalise(kappa_train)[..., None]
+        self.model_cfg = _settings(DCGANConfig, {**cfg.model, "image_size": self.data.image_size},
+                                   "model")
+        self.generator = build_generator(self.model_cfg)
+        self.discriminator = build_discriminator(self.model_cfg)
+        self.generator_ema = build_generator(self.model_cfg, name="generator_ema")
+        self.samples_per_step = cfg.train.batch_size
+        self.steps_per_epoch = len(self.train) // self.samples_per_step
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"batch size {self.samples_per_step} exceeds the "
+                              f"{len(self.train)} training maps per rank")
+        warmup = cfg.train.warmup_epochs * self.steps_per_epoch
+        self.schedule = GanLearningRate(cfg.train.lr, dist.size, warmup)
+        self.d_opt = tf.keras.optimizers.Adam(self.schedule, beta_1=ADAM_BETA1)
+        self.g_opt = tf.keras.optimizers.Adam(
+            GanLearningRate(cfg.train.lr, dist.size, warmup), beta_1=ADAM_BETA1)
+        rng = np.random.default_rng([cfg.seed, 0x6576616C, dist.rank])
+        self.eval_latent = rng.standard_normal(
+            (self.data.eval_maps_per_rank, self.model_cfg.latent_dim)).astype(np.float32)
+        self._real_stats: dict[str, np.ndarray] | None = None
+        self.last_spectra: tuple[np.ndarray, np.ndarray] | None = None
+        self._broadcast_done = False
+
+    def _normalise(self, kappa: np.ndarray) -> np.ndarray:
+        d = self.data
+        return cosmo.normalise(kappa, d.norm_shift, d.norm_scale, d.norm_log_range)
+
+    def _denormalise(self, s: np.ndarray) -> np.ndarray:
+        d = self.data
+        return cosmo.denormalise(s, d.norm_shift, d.norm_scale, d.norm_log_range)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": "DCGAN",
+            "generator_parameters": int(self.generator.count_params()),
+            "evaluated_generator": f"weight average, decay {self.model_cfg.ema_decay:g} per step, "
+                                   f"batch statistics over batches of {EVAL_BATCH}",
+            "discriminator_parameters": int(self.discriminator.count_params()),
+            "map_shape": [self.data.image_size, self.data.image_size],
+            "latent_dim": self.model_cfg.latent_dim,
+            "data_source": self.data_source,
+            "train_maps_per_rank": len(self.train),
+            "train_maps_used_per_epoch": self.steps_per_epoch * self.samples_per_step * self.dist.size,
+            "val_maps_this_rank": len(self.val_kappa),
+            "eval_generated_maps": self.data.eval_maps_per_rank * self.dist.size,
+            "normalisation": f"s = clip(ln((k + {self.data.norm_shift:g}) / {self.data.norm_scale:g}) / "
+                             f"{self.data.norm_log_range:g}, -1, 1); metrics on k = inverse(s)",
+            "optimizer": f"Adam (beta1 {ADAM_BETA1}) for each network, same learning rate",
+            "lr_rule": self.schedule.describe(),
+            "quality": f"val_quality = max(val_pk_error / {cq.PK_THRESHOLD:g}, "
+                       f"val_ks / {cq.KS_THRESHOLD:g})",
+        }
+
+    def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # Map order from (seed, epoch, rank); latent noise from (seed, rank, epoch, step). A plain
+        # generator, not tf.data: a batch is a 0.5 MB gather (microseconds), and tearing down a
+        # from_generator pipeline at the end of an epoch was measured to stall 4-7 s here.
+        order = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank]).permutation(len(self.train))
+        batch, latent = self.samples_per_step, self.model_cfg.latent_dim
+        for step in range(self.steps_per_epoch):
+            idx = np.sort(order[step * batch:(step + 1) * batch])
+            z = np.random.default_rng([self.cfg.seed, self.dist.rank, epoch, step]).standard_normal(
+                (batch, latent)).astype(np.float32)
+            yield tf.constant(self.train[idx]), tf.constant(z)
+
+    @tf.function
+    def _train_step(self, real, z):
+        bce = tf.nn.sigmoid_cross_entropy_with_logits
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = self.generator(z, training=True)
+            real_logit = self.discriminator(real, training=True)[:, 0]
+            fake_logit = self.discriminator(fake, training=True)[:, 0]
+            d_loss = (tf.reduce_mean(bce(tf.ones_like(real_logit), real_logit)) +
+                      tf.reduce_mean(bce(tf.zeros_like(fake_logit), fake_logit)))
+            g_loss = tf.reduce_mean(bce(tf.ones_like(fake_logit), fake_logit))
+        d_vars = self.discriminator.trainable_variables
+        g_vars = self.generator.trainable_variables
+        d_grads = distlib.distributed_tape(d_tape).gradient(d_loss, d_vars)
+        g_grads = distlib.distributed_tape(g_tape).gradient(g_loss, g_vars)
+        self.d_opt.apply_gradients(zip(d_grads, d_vars))
+        self.g_opt.apply_gradients(zip(g_grads, g_vars))
+        decay = self.model_cfg.ema_decay
+        for avg, var in zip(self.generator_ema.weights, self.generator.weights):
+            avg.assign(decay * avg + (1.0 - decay) * var)
+        return d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logit)), tf.reduce_mean(tf.sigmoid(fake_logit))
+
+    def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, float]:
+        d_loss, g_loss, d_real, d_fake = self._train_step(*batch)
+        if not self._broadcast_done:
+            # The optimizers' slots exist after the first step; from here every rank holds rank 0's
+            # networks and optimizer states.
+            opt_vars = []
+            for opt in (self.d_opt, self.g_opt):
+                v = opt.variables
+                opt_vars += list(v() if callable(v) else v)
+            distlib.broadcast_variables(self.generator.variables + self.discriminator.variables + opt_vars)
+            for avg, var in zip(self.generator_ema.weights, self.generator.weights):
+                avg.assign(var)
+            self._broadcast_done = True
+        return {"d_loss": float(d_loss), "g_loss": float(g_loss),
+                "d_real": float(d_real), "d_fake": float(d_fake)}
+
+    @tf.function(reduce_retracing=True)
+    def _generate(self, z):
+        # Batch statistics in the averaged generator's batch norms (its moving statistics are unused).
+        return self.generator_ema(z, training=True)[..., 0]
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """Normalised maps s (n, S, S) float32 from latent vectors: the averaged generator, batches
+        of EVAL_BATCH (so a map depends on its batch, identically in every evaluation)."""
+        return np.concatenate([self._generate(z[i:i + EVAL_BATCH]).numpy()
+                               for i in range(0, len(z), EVAL_BATCH)])
+
+    def _summary(self, kappa: np.ndarray, s: np.ndarray) -> np.ndarray:
+        sums, counts = cq.spectrum_sums(kappa)
+        return np.concatenate([sums, counts, cq.pixel_histogram(s)])
+
+    def _reduce(self, local: np.ndarray) -> dict[str, np.ndarray]:
+        # Gather every rank's sums and add them in rank order: the same numbers on every rank.
+        total = distlib.allgather_array(local[None, :].astype(np.float64)).sum(axis=0)
+        nbins = self.data.image_size // 2
+        return {"sums": total[:nbins], "counts": total[nbins:2 * nbins], "hist": total[2 * nbins:]}
+
+    def evaluate(self) -> dict[str, float]:
+        if self._real_stats is None:  # the held-out maps never change: summarise them once
+            self._real_stats = self._reduce(self._summary(self.val_kappa, self._normalise(self.val_kappa)))
+        s = self.generate(self.eval_latent)
+        gen = self._reduce(self._summary(self._denormalise(s), s))
+        real = self._real_stats
+        p_gen, p_real = gen["sums"] / gen["counts"], real["sums"] / real["counts"]
+        self.last_spectra = (p_gen, p_real)
+        pk = cq.spectrum_error(p_gen, p_real) if np.all(np.isfinite(p_gen)) else float("inf")
+        ks = cq.ks_from_histograms(gen["hist"], real["hist"])
+        return {
+            "val_quality": cq.combined_quality(pk, ks),
+            "val_pk_error": pk,
+            "val_ks": ks,
+            "val_generated_maps": float(gen["hist"].sum() / self.data.image_size**2),
+            "val_real_maps": float(real["hist"].sum() / self.data.image_size**2),
+        }
+
+    def flops_per_sample(self) -> dict[str, Any]:
+        batch, cfg = self.samples_per_step, self.model_cfg
+        s = cfg.image_size
+        g_fwd = flops.forward_flops(lambda z: self.generator(z, training=False),
+                                    [tf.TensorSpec([batch, cfg.latent_dim], tf.float32)]) / batch
+        d_fwd = flops.forward_flops(lambda x: self.discriminator(x, training=False),
+                                    [tf.TensorSpec([batch, s, s, 1], tf.float32)]) / batch
+        forward = g_fwd + 2 * d_fwd
+        return {
+            "forward": forward,
+            "train": flops.TRAIN_TO_FORWARD * forward,
+            "generator_forward": g_fwd,
+            "discriminator_forward": d_fwd,
+            "method": f"tf-profiler forward counts at batch {batch} (1 multiply-add = 2 FLOPs); per "
+                      "training sample (one real map): generator forward on one latent vector + "
+                      "discriminator forward on the real and on the generated map; training = "
+                      f"{flops.TRAIN_TO_FORWARD:g} x that forward (both networks' backward passes); "
+                      "evaluation and the generator weight average not counted",
+        }
+
+    def write_figures(self, run_dir: Path, n_show: int = 8) -> list[Path]:
+        """Rank 0 (no collectives): a PNG grid of generated maps over real held-out maps and a plot of
+        the power spectra from the last evaluation; returns the paths written."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        n = min(n_show, len(self.eval_latent), len(self.val_kappa))
+        gen = self._denormalise(self.generate(self.eval_latent[:n]))
+        real = self.val_kappa[:n]
+        lo, hi = np.percentile(real, [1, 99])
+        fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+        for j in range(n):
+            for row, maps, label in ((0, gen, "generated"), (1, real, "real")):
+                ax = axes[row][j]
+                ax.imshow(maps[j], vmin=lo, vmax=hi, cmap="viridis")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0:
+                    ax.set_ylabel(label)
+        fig.suptitle("convergence maps κ: generated (top) vs held-out real (bottom)")
+        grid = Path(run_dir) / "dcgan_maps.png"
+        fig.savefig(grid, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        paths = [grid]
+        if self.last_spectra is not None:
+            p_gen, p_real = self.last_spectra
+            k = np.arange(1, len(p_real) + 1)
+            fig, ax = plt.subplots(figsize=(5, 3.6))
+            ax.loglog(k, p_real, label="held-out real")
+            ax.loglog(k, p_gen, "--", label="generated")
+            ax.set_xlabel("k (grid fundamental)")
+            ax.set_ylabel("P(k) of κ")
+            ax.legend()
+            spectra = Path(run_dir) / "dcgan_power_spectrum.png"
+            fig.savefig(spectra, dpi=100, bbox_inches="tight")
+            plt.close(fig)
+            paths.append(spectra)
+        return paths
