@@ -98,6 +98,8 @@ def test_ci_run_summary_and_identical_eval_on_both_ranks(ci_run):
     s = load_summary(run_dir)
     assert s["status"] == "ok" and s["ranks"] == 2 and s["epochs_completed"] == 2
     assert s["quality"]["metric"] == "val_quality"
+    for name in ("dcgan_maps.png", "dcgan_power_spectrum.png"):  # rank 0 draws them at the end
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert s["flops"]["per_sample_train"] > 0
     t0, t1 = (read_trace(run_dir / f"trace-rank{r:05d}.h5") for r in (0, 1))
     assert t0.attrs["status"] == t1.attrs["status"] == "ok"
