@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
         start = time.perf_counter()
         paths = generator.generate_dataset(Path(args.out), args.train or data["n_train"],
-                                     args.val or data["n_val"],
-                                     data["seed"] if args.seed is None else args.seed,
-                                     data["image_size"])
+                                           args.val or data["n_val"],
+                                           data["seed"] if args.seed is None else args.seed,
+                                           data["image_size"])
     except Ai500Error as exc:
         print(f"ai500: error: {exc}", file=sys.stderr)
         return 1
