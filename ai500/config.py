@@ -187,14 +187,16 @@ def _merge_override(sections: dict[str, dict[str, Any]], path: str, flag: str = 
         sections[name].update(values)
 
 
-def _dataclass_from(cls: type, values: dict[str, Any], section: str) -> Any:
+def settings_from(cls: type, values: dict[str, Any], section: str) -> Any:
+    """A config section's values as the dataclass `cls`; ConfigError naming the section for
+    unknown keys and for values the dataclass rejects (TypeError or ValueError)."""
     known = {f.name: f.type for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"section {section!r}: unknown key(s) {', '.join(unknown)}")
     try:
         return cls(**values)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"section {section!r}: {exc}") from None
 
 
@@ -248,8 +250,8 @@ def resolve(argv: list[str]) -> RunConfig:
             sections["train"]["stop_at_target"] = False
         if args.target is not None:
             sections["quality"]["target"] = args.target
-        train = _dataclass_from(TrainSettings, sections["train"], "train")
-        quality = _dataclass_from(QualitySettings, sections["quality"], "quality")
+        train = settings_from(TrainSettings, sections["train"], "train")
+        quality = settings_from(QualitySettings, sections["quality"], "quality")
         _check_types(train, "train")
         _check_types(quality, "quality")
         if train.epochs <= 0 or train.batch_size <= 0:

@@ -38,8 +38,9 @@ class ResNetConfig:
             raise ValueError("stage_widths and stage_blocks must have the same length")
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, weight_decay: float,
-             relu: bool = True, zero_gamma: bool = False):
+def conv_bn(x, filters: int, kernel: int, stride: int, name: str, weight_decay: float,
+            relu: bool = True, zero_gamma: bool = False):
+    """Convolution (no bias, "same" padding), batch norm, optional ReLU: the unit every block uses."""
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                       kernel_initializer="he_normal",
                       kernel_regularizer=tf.keras.regularizers.l2(weight_decay) if weight_decay else None,
@@ -57,14 +58,14 @@ def residual_block(x, width: int, stride: int, bottleneck: bool, name: str,
     out_channels = width * 4 if bottleneck else width
     shortcut = x
     if stride != 1 or x.shape[-1] != out_channels:
-        shortcut = _conv_bn(x, out_channels, 1, stride, f"{name}_proj", weight_decay, relu=False)
+        shortcut = conv_bn(x, out_channels, 1, stride, f"{name}_proj", weight_decay, relu=False)
     if bottleneck:
-        y = _conv_bn(x, width, 1, 1, f"{name}_a", weight_decay)
-        y = _conv_bn(y, width, 3, stride, f"{name}_b", weight_decay)
-        y = _conv_bn(y, out_channels, 1, 1, f"{name}_c", weight_decay, relu=False, zero_gamma=True)
+        y = conv_bn(x, width, 1, 1, f"{name}_a", weight_decay)
+        y = conv_bn(y, width, 3, stride, f"{name}_b", weight_decay)
+        y = conv_bn(y, out_channels, 1, 1, f"{name}_c", weight_decay, relu=False, zero_gamma=True)
     else:
-        y = _conv_bn(x, width, 3, stride, f"{name}_a", weight_decay)
-        y = _conv_bn(y, width, 3, 1, f"{name}_b", weight_decay, relu=False, zero_gamma=True)
+        y = conv_bn(x, width, 3, stride, f"{name}_a", weight_decay)
+        y = conv_bn(y, width, 3, 1, f"{name}_b", weight_decay, relu=False, zero_gamma=True)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
@@ -80,7 +81,7 @@ def residual_stage(x, width: int, blocks: int, stride: int, bottleneck: bool, na
 def build_resnet(cfg: ResNetConfig) -> tf.keras.Model:
     """A ResNet classifier returning `num_outputs` logits per image (float32)."""
     inputs = tf.keras.Input(shape=cfg.input_shape, name="image")
-    x = _conv_bn(inputs, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride, "stem", cfg.weight_decay)
+    x = conv_bn(inputs, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride, "stem", cfg.weight_decay)
     if cfg.stem_pool:
         x = layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
     for i, (width, blocks) in enumerate(zip(cfg.stage_widths, cfg.stage_blocks)):

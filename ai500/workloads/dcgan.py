@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from ai500 import dist as distlib
-from ai500.config import RunConfig
+from ai500.config import RunConfig, settings_from
 from ai500.data import cosmo
 from ai500.dist import Dist
 from ai500.errors import ConfigError
@@ -97,16 +97,6 @@ class DataSettings:
             raise ValueError("norm_shift, norm_scale and norm_log_range must be > 0")
 
 
-def _settings(cls, values: dict[str, Any], section: str):
-    unknown = sorted(set(values) - {f.name for f in fields(cls)})
-    if unknown:
-        raise ConfigError(f"section {section!r}: unknown key(s) {', '.join(unknown)}")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"section {section!r}: {exc}") from None
-
-
 def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[np.ndarray, np.ndarray, str]:
     """This rank's training maps (equal counts on all ranks) and held-out maps (all covered), as κ
     float32 (n, S, S). No collectives: a rank whose shard is bad must reach the error agreement."""
@@ -129,10 +119,10 @@ class Workload:
 
     def __init__(self, cfg: RunConfig, dist: Dist):
         self.cfg, self.dist = cfg, dist
-        self.data = _settings(DataSettings, cfg.data, "data")
+        self.data = settings_from(DataSettings, cfg.data, "data")
         kappa_train, self.val_kappa, self.data_source = load_shards(self.data, cfg.data_path, dist)
         self.train = self._normalise(kappa_train)[..., None]
-        self.model_cfg = _settings(DCGANConfig, {**cfg.model, "image_size": self.data.image_size},
+        self.model_cfg = settings_from(DCGANConfig, {**cfg.model, "image_size": self.data.image_size},
                                    "model")
         self.generator = build_generator(self.model_cfg)
         self.discriminator = build_discriminator(self.model_cfg)
