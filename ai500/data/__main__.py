@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 from ai500 import config
-from ai500.errors import Ai500Error
+from ai500.errors import Ai500Error, ConfigError
 
 # dataset name (also its module under ai500/data) -> the benchmark whose presets give its sizes
-DATASETS = {"hep": "resnet", "cosmo": "dcgan"}
+DATASETS = {"hep": "resnet", "cosmo": "dcgan", "weather": "faster_rcnn"}
+# dataset name -> its generate_dataset's size arguments and the preset `data` keys that give them
+SIZE_KEYS = {"hep": {"image_size": "image_size"}, "cosmo": {"image_size": "image_size"},
+             "weather": {"height": "field_height", "width": "field_width"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,15 +33,24 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=config._nonnegative_int, help="data seed (overrides preset)")
     args = parser.parse_args(argv)
     try:
-        data = config.load_preset(DATASETS[args.dataset], args.preset)["data"]
+        benchmark = DATASETS[args.dataset]
+        data = config.load_preset(benchmark, args.preset).get("data", {})
+        needed = ["n_train", "n_val", "seed", *SIZE_KEYS[args.dataset].values()]
+        missing = [key for key in needed if key not in data]
+        if missing:
+            raise ConfigError(f"preset {args.preset!r} of {benchmark} has no data {', '.join(missing)}")
+        sizes = {arg: data[key] for arg, key in SIZE_KEYS[args.dataset].items()}
         generator = importlib.import_module(f"ai500.data.{args.dataset}")
 
         start = time.perf_counter()
         paths = generator.generate_dataset(Path(args.out), args.train or data["n_train"],
                                            args.val or data["n_val"],
                                            data["seed"] if args.seed is None else args.seed,
-                                           data["image_size"])
+                                           **sizes)
     except Ai500Error as exc:
+        print(f"ai500: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
         print(f"ai500: error: {exc}", file=sys.stderr)
         return 1
     for path in paths:
