@@ -23,3 +23,9 @@ class DataError(Ai500Error):
 
 class TrainingError(Ai500Error):
     """Training went wrong in a way the user must see (for example a non-finite loss)."""
+
+
+# What h5py raises when it meets a damaged file: OSError for most damage, but KeyError,
+# RuntimeError, ValueError or TypeError where a corrupt object header, link table, heap or
+# datatype is read. Readers turn these into a DataError naming the file.
+HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)

@@ -31,7 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ai500.errors import DataError
+from ai500.errors import HDF5_ERRORS, DataError
 
 SCHEMA_VERSION = 1
 MAX_STEP_ROWS = 4096
@@ -122,6 +122,15 @@ class TraceWriter:
         self.flush()
 
 
+STATUSES = ("running", "ok", "failed")
+JSON_ATTRS = ("config", "threads", "energy_meters")  # dicts TraceWriter stores as JSON text
+# Attributes that must have this type where present (float: a finite int or float).
+ATTR_TYPES: dict[str, type] = {"run_id": str, "benchmark": str, "host": str, "status": str,
+                               "rank": int, "size": int, "local_rank": int, "local_size": int,
+                               "pid": int, "segment": int, "wall_start": float,
+                               "init_seconds": float}
+
+
 @dataclass
 class Trace:
     """One rank's trace as read back: attributes and column groups."""
@@ -135,29 +144,68 @@ class Trace:
         return self.groups.get("epochs", {})
 
 
-def _column(ds: h5py.Dataset) -> np.ndarray:
+def _attr(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _column(path: Path, name: str, ds: Any) -> np.ndarray:
+    """A 1-D column of numbers or UTF-8 text; DataError for anything else."""
+    if not isinstance(ds, h5py.Dataset) or len(ds.shape or ()) != 1:
+        raise DataError(f"{path}: {name} is not a 1-D column")
     if h5py.check_string_dtype(ds.dtype) is not None:
         return np.asarray(ds.asstr()[()], dtype=object)
+    if ds.dtype.kind not in "fiu":
+        raise DataError(f"{path}: {name} has dtype {ds.dtype}, expected numbers or text")
     return np.asarray(ds[()])
 
 
+def _check_attrs(path: Path, attrs: dict[str, Any]) -> None:
+    """DataError unless the schema version is ours and the known attributes have their types."""
+    version = attrs.get("schema_version")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise DataError(f"{path}: schema version {version!r}, expected {SCHEMA_VERSION}")
+    for key, kind in ATTR_TYPES.items():
+        if key not in attrs:
+            continue
+        value = attrs[key]
+        good = (type(value) in (int, float) and np.isfinite(value) if kind is float
+                else type(value) is kind)
+        if not good:
+            raise DataError(f"{path}: attribute {key} is {value!r}, expected {kind.__name__}")
+    if "status" in attrs and attrs["status"] not in STATUSES:
+        raise DataError(f"{path}: status {attrs['status']!r}, expected one of {', '.join(STATUSES)}")
+    for key in JSON_ATTRS:
+        if key in attrs:
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except (TypeError, ValueError):
+                attrs[key] = None
+            if not isinstance(attrs[key], dict):
+                raise DataError(f"{path}: attribute {key} is not a JSON object")
+
+
 def read_trace(path: Path) -> Trace:
-    """Read a trace file; DataError naming the file if it is unreadable or of another schema."""
+    """Read and check a trace file: our schema version, attributes of the right types, groups of
+    1-D columns of one length each. DataError naming the file for anything else: missing,
+    truncated, corrupt, another schema, another layout."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-            groups = {name: {k: _column(ds) for k, ds in grp.items()}
-                      for name, grp in f.items() if isinstance(grp, h5py.Group)}
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"trace {path}: not a readable HDF5 trace ({exc})") from None
-    if attrs.get("schema_version") != SCHEMA_VERSION:
-        raise DataError(f"trace {path}: schema version {attrs.get('schema_version')!r}, "
-                        f"expected {SCHEMA_VERSION}")
-    for key in ("config",):
-        if isinstance(attrs.get(key), str):
-            attrs[key] = json.loads(attrs[key])
-    lengths = {len(v) for v in groups.get("epochs", {}).values()}
-    if len(lengths) > 1:
-        raise DataError(f"trace {path}: epoch columns have different lengths {sorted(lengths)}")
+            attrs = {k: _attr(v) for k, v in f.attrs.items()}
+            _check_attrs(path, attrs)
+            groups: dict[str, dict[str, np.ndarray]] = {}
+            for name in f:
+                group = f[name]
+                if not isinstance(group, h5py.Group):
+                    raise DataError(f"{path}: {name} is not a group of columns")
+                groups[name] = {k: _column(path, f"{name}/{k}", group[k]) for k in group}
+    except HDF5_ERRORS as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable HDF5 trace ({detail})") from None
+    for name, columns in groups.items():
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise DataError(f"{path}: {name} columns have different lengths {sorted(lengths)}")
     return Trace(path=path, attrs=attrs, groups=groups)

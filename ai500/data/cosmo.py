@@ -133,13 +133,22 @@ def split_files(data_dir: Path, split: str) -> list[Path]:
 
 def open_maps(path: Path, image_size: int | None = None) -> np.ndarray:
     """Memory-map one `.npy` map file after checking its layout: (N, S, S) real numbers with N >= 1
-    and S == image_size if given, and the file long enough for its header's shape."""
+    and S == image_size if given, and the file long enough for its header's shape. DataError naming
+    the file for a missing, empty, truncated, corrupt or wrongly shaped one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
     try:
         maps = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001  (numpy parses the header as a Python literal: a
+        # damaged one raises ValueError, SyntaxError, tokenize.TokenError, TypeError, ...)
         raise DataError(f"{path}: not a readable .npy file or truncated "
                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if maps.ndim != 3 or maps.shape[1] != maps.shape[2] or maps.shape[0] < 1:
+    if not isinstance(maps, np.ndarray):  # np.load opens a zip archive as an .npz
+        raise DataError(f"{path}: not a .npy file (an .npz archive or another format)")
+    if maps.ndim != 3 or maps.shape[1] != maps.shape[2] or min(maps.shape) < 1:
         raise DataError(f"{path}: maps have shape {maps.shape}, expected (N, S, S)")
     if maps.dtype.kind not in "fiu":
         raise DataError(f"{path}: maps have non-numeric dtype {maps.dtype}")

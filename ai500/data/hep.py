@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 from ai500.data import common
-from ai500.errors import DataError
+from ai500.errors import HDF5_ERRORS, DataError
 
 CHANNELS: tuple[str, ...] = ("calorimeter_energy", "em_fraction", "track_multiplicity")
 KEYS = ("data", "label", "weight", "normweight")
@@ -251,33 +251,46 @@ def split_files(data_dir: Path, split: str) -> list[Path]:
     return common.split_files(data_dir, split, ".h5")
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]:
-    """Check each file's layout (readable HDF5, all KEYS, data (N, 3, S, S) with one S across files and
-    S == image_size if given, 1-D arrays of length N) without reading the data; returns events per file."""
+    """Check each file's layout (readable HDF5, all KEYS numeric datasets, data (N, 3, S, S) with
+    N, S >= 1, one S across files and S == image_size if given, 1-D arrays of length N) without
+    reading the data; returns events per file. DataError naming the file and the problem."""
     counts = []
     size = image_size
     for path in files:
         if not Path(path).is_file():
             raise DataError(f"{path}: no such file")
+        if Path(path).stat().st_size == 0:
+            raise DataError(f"{path}: empty file")
         try:
             with h5py.File(path, "r") as f:
                 missing = [k for k in KEYS if k not in f]
                 if missing:
                     raise DataError(f"{path}: missing dataset(s) {', '.join(missing)}")
-                shape = f["data"].shape
-                if len(shape) != 4 or shape[1] != len(CHANNELS) or shape[2] != shape[3]:
+                arrays = {k: f[k] for k in KEYS}
+                for key, ds in arrays.items():
+                    if not isinstance(ds, h5py.Dataset):
+                        raise DataError(f"{path}: {key} is not a dataset")
+                    if ds.dtype.kind not in "fiu":
+                        raise DataError(f"{path}: {key} has non-numeric dtype {ds.dtype}")
+                shape = arrays["data"].shape or ()
+                if (len(shape) != 4 or shape[1] != len(CHANNELS) or shape[2] != shape[3]
+                        or min(shape) < 1):
                     raise DataError(f"{path}: data has shape {shape}, expected (N, 3, S, S)")
-                if f["data"].dtype.kind not in "fiu":
-                    raise DataError(f"{path}: data has non-numeric dtype {f['data'].dtype}")
                 if size is not None and shape[2] != size:
                     raise DataError(f"{path}: images are {shape[2]}x{shape[3]}, expected {size}x{size}")
                 size = shape[2]
                 for key in KEYS[1:]:
-                    if f[key].shape != (shape[0],):
-                        raise DataError(f"{path}: {key} has shape {f[key].shape}, expected ({shape[0]},)")
+                    if arrays[key].shape != (shape[0],):
+                        raise DataError(f"{path}: {key} has shape {arrays[key].shape}, "
+                                        f"expected ({shape[0]},)")
                 counts.append(int(shape[0]))
-        except OSError as e:
-            raise DataError(f"{path}: not a readable HDF5 file ({str(e).splitlines()[0]})") from None
+        except HDF5_ERRORS as e:
+            raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({_first_line(e)})") from None
     return counts
 
 
@@ -290,6 +303,7 @@ def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> d
     """Read global events [start, stop) of the concatenated `files` (with `counts` events each), only those.
 
     Returns `data` (n, S, S, 3) float32 channels last and `label`, `weight`, `normweight` (n,) float32.
+    DataError for unreadable events, non-finite values or a label other than 0 or 1.
     """
     if not 0 <= start < stop <= sum(counts):
         raise ValueError(f"event range [{start}, {stop}) is outside 0..{sum(counts)}")
@@ -303,12 +317,16 @@ def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> d
         try:
             with h5py.File(path, "r") as f:
                 block = {k: np.asarray(f[k][lo:hi], dtype=np.float32) for k in KEYS}
-        except (OSError, KeyError) as e:
-            raise DataError(f"{path}: cannot read events {lo}..{hi} ({str(e).splitlines()[0]})") from None
+        except HDF5_ERRORS as e:
+            raise DataError(f"{path}: cannot read events {lo}..{hi} ({_first_line(e)})") from None
         for key, values in block.items():
             if not np.all(np.isfinite(values)):
                 raise DataError(f"{path}: {key} holds non-finite values in events {lo}..{hi}")
             pieces[key].append(values)
+        bad = (block["label"] != 0) & (block["label"] != 1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{path}: label of event {lo + i} is {block['label'][i]:g}, expected 0 or 1")
     out = {k: np.concatenate(v) for k, v in pieces.items()}
     out["data"] = np.ascontiguousarray(out["data"].transpose(0, 2, 3, 1))
     return out
