@@ -10,6 +10,7 @@ A preset has sections that map straight onto factory arguments: `train` (the loo
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -65,10 +66,21 @@ class RunConfig:
     intra_threads: int | None = None
     inter_threads: int | None = None
     stall_timeout_s: float = 300.0
+    checkpoint_every: int | None = None
+    resume: str | None = None
     argv: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """The inverse of to_dict (a run's config.json `config`); ConfigError if it does not fit."""
+        values = dict(values)
+        train, quality = values.get("train"), values.get("quality")
+        values["train"] = settings_from(TrainSettings, train, "train") if train else None
+        values["quality"] = settings_from(QualitySettings, quality, "quality") if quality else None
+        return settings_from(cls, values, "config")
 
 
 def _positive_int(text: str) -> int:
@@ -111,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one HPC AI500 benchmark on every rank of an MPI job "
         "(mpirun -np N python -m ai500.run ...).",
     )
-    p.add_argument("--benchmark", required=True, choices=registry.names(),
-                   help="which benchmark to run")
+    p.add_argument("--benchmark", choices=registry.names(),
+                   help="which benchmark to run (required unless --resume)")
     p.add_argument("--preset", default="small", choices=PRESETS,
                    help="problem size: ci (seconds, proves the machinery), small (minutes on a "
                    "2-core CPU, reaches its quality target), full (paper scale) [default: small]")
@@ -148,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default=None,
                    help="micro benchmarks: comma-separated size names from the preset's table "
                    "[default: all]")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="K",
+                   help="write a checkpoint every K epochs and after the last one (rank 0, into "
+                   "the run directory), so that --resume can continue the run [default: none]")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a stopped run from its last checkpoint, on any number of "
+                   "ranks, appending to RUN_DIR; its config.json decides everything but "
+                   + ", ".join(RESUME_OPTIONS[1:]))
     p.add_argument("--stall-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
                    help="end the whole job if a rank makes no progress (no finished step, "
                    "evaluation or kernel) for this long: a rank died or hangs [default: 300]")
@@ -225,6 +244,11 @@ def energy_settings(system: dict[str, Any]):
 def resolve(argv: list[str]) -> RunConfig:
     """Parse the command line, apply preset → --config → flags, validate; raises ConfigError."""
     args = build_parser().parse_args(argv)
+    if args.resume is not None:
+        return resolve_resume(argv)
+    if args.benchmark is None:
+        raise ConfigError("the following arguments are required: --benchmark "
+                          "(or --resume RUN_DIR to continue a run)")
     preset = load_preset(args.benchmark, args.preset)
     names = ("train", "quality", "model", "data", "micro")
     sections = {name: dict(preset[name]) for name in names if name in preset}
@@ -237,6 +261,8 @@ def resolve(argv: list[str]) -> RunConfig:
         given.append("--target")
     if args.no_stop_at_target:
         given.append("--no-stop-at-target")
+    if args.checkpoint_every is not None:
+        given.append("--checkpoint-every")
     if not training and given:
         raise ConfigError(f"{', '.join(given)} not used by micro benchmark {args.benchmark!r}")
     micro_flags = {"dtype": args.dtype, "sizes": args.sizes}
@@ -277,5 +303,53 @@ def resolve(argv: list[str]) -> RunConfig:
         model=sections.get("model", {}), data=sections.get("data", {}), micro=micro, system=system,
         seed=args.seed, data_path=args.data, out=args.out, run_name=args.run_name,
         intra_threads=args.intra_threads, inter_threads=args.inter_threads,
-        stall_timeout_s=args.stall_timeout, argv=list(argv),
+        stall_timeout_s=args.stall_timeout, checkpoint_every=args.checkpoint_every,
+        argv=list(argv),
     )
+
+
+# What a resumed run may change: where the data lives (the same dataset, moved; ai500 cannot
+# check that it is the same), how it is run and watched, and how often it checkpoints. Everything
+# that decides what is trained comes from config.json. --epochs is not among them: the resnet
+# schedule's cosine decay spans the configured epochs, so changing them mid-run would make a
+# learning-rate curve no uninterrupted run has.
+RESUME_OPTIONS = ("--resume", "--data", "--checkpoint-every", "--stall-timeout",
+                  "--intra-threads", "--inter-threads", "--no-energy")
+
+
+def resolve_resume(argv: list[str]) -> RunConfig:
+    """The config of the run in --resume RUN_DIR (its config.json) with the options a resume may
+    change; ConfigError for any other option, or a directory that is not a training run."""
+    from ai500 import rundir
+
+    parser = build_parser()
+    dests = vars(parser.parse_args(["--resume", "-"]))
+    unset = object()  # a default no option can produce (argparse would parse a string default)
+    parser.set_defaults(**dict.fromkeys(dests, unset))
+    given = {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not unset}
+    allowed = {flag.lstrip("-").replace("-", "_") for flag in RESUME_OPTIONS}
+    refused = sorted(f"--{key.replace('_', '-')}" for key in set(given) - allowed)
+    if refused:
+        raise ConfigError(f"{', '.join(refused)} cannot be changed by --resume, which continues "
+                          f"the run as its config.json describes (allowed with --resume: "
+                          f"{', '.join(RESUME_OPTIONS[1:])})")
+    run_dir = Path(given["resume"])
+    record = rundir.read_record(run_dir)
+    if record.get("kind") != "training":
+        raise ConfigError(f"--resume {run_dir}: a {record.get('kind')} benchmark run; only "
+                          "training runs have checkpoints")
+    cfg = RunConfig.from_dict(record["config"])
+    system = copy.deepcopy(cfg.system)
+    if given.get("no_energy"):
+        system["energy"]["enabled"] = False
+    data_path = given.get("data", cfg.data_path)
+    if data_path is not None and not Path(data_path).exists():
+        raise ConfigError(f"data {data_path}: no such file or directory (with --resume, --data "
+                          "gives the run's dataset at its new place)")
+    return dataclasses.replace(
+        cfg, system=system, data_path=data_path, out=str(run_dir.resolve().parent),
+        run_name=run_dir.resolve().name, resume=str(run_dir.resolve()),
+        stall_timeout_s=given.get("stall_timeout", cfg.stall_timeout_s),
+        intra_threads=given.get("intra_threads", cfg.intra_threads),
+        inter_threads=given.get("inter_threads", cfg.inter_threads),
+        checkpoint_every=given.get("checkpoint_every", cfg.checkpoint_every), argv=list(argv))

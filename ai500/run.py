@@ -1,15 +1,22 @@
 """python -m ai500.run: one benchmark run on every rank of an MPI job.
 
     parse options → start ranks → stage data, build model → run directory → barrier (run_start)
-    → epochs of timed steps + evaluation, each flushed to this rank's trace → rank 0 merges traces
+    → epochs of timed steps + evaluation, each flushed to this rank's trace (and every K epochs a
+    checkpoint) → rank 0 merges traces
 
 Timing follows DESIGN §5: run_start is taken right after a barrier once every rank has its data
 and model (initialisation is timed separately); time to quality ends with the first evaluation
 that reaches the target.
+
+`--resume RUN_DIR` continues a stopped run: rank 0 takes the directory's lock, the model and
+optimizer state are restored on every rank from the newest checkpoint before the first step, and
+the run goes on at the next epoch as a new segment (RUN_DIR/segment-kk/, ai500/rundir.py) whose
+traces the aggregator joins to the earlier ones.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -23,7 +30,7 @@ from pathlib import Path
 # Taken at import, before TensorFlow loads, so initialisation time includes the imports.
 PROCESS_START = time.perf_counter()
 
-from ai500 import __version__, config, registry
+from ai500 import __version__, checkpoint, config, registry, rundir
 from ai500 import dist as distlib
 from ai500.errors import Ai500Error, ConfigError, TrainingError
 from ai500.trace import TraceWriter, trace_name
@@ -62,8 +69,26 @@ def versions() -> dict[str, str]:
             "mpi": MPI.Get_library_version().splitlines()[0].strip()}
 
 
-def make_run_dir(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
-    """Rank 0 creates a new, empty run directory (never an existing one); all ranks get its path."""
+class Owner:
+    """Rank 0's hold on the run directory's lock (ai500/rundir.py); empty on the other ranks."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+        self.token: str | None = None
+
+    def take(self, run_dir: Path, command: list[str]) -> None:
+        self.token = rundir.acquire(run_dir, command)
+        self.run_dir = run_dir
+
+    def release(self) -> None:
+        if self.token and self.run_dir:
+            rundir.release(self.run_dir, self.token)
+        self.token = None
+
+
+def make_run_dir(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
+    """Rank 0 creates a new, empty run directory (never an existing one) and locks it; all ranks
+    get its path."""
     result: tuple[str | None, str | None] = (None, None)
     if dist.is_root:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -80,6 +105,7 @@ def make_run_dir(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
                         raise ConfigError(f"run directory {path} already exists; "
                                           "refusing to reuse it (choose another --run-name)")
                     path = Path(cfg.out) / f"{name}-{attempt + 1}"
+            owner.take(path, cfg.argv)
             result = (str(path.resolve()), None)
         except (ConfigError, OSError) as exc:
             result = (None, str(exc))
@@ -87,6 +113,77 @@ def make_run_dir(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     if error:
         raise Ai500Error(error, everywhere=True)
     return Path(path_str)
+
+
+def claim_for_resume(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> dict:
+    """Rank 0 locks the run directory to resume and, under the lock, reads and checks its newest
+    checkpoint's manifest; every rank gets the manifest, or the same error."""
+    result: tuple[dict | None, str | None] = (None, None)
+    if dist.is_root:
+        run_dir = Path(cfg.resume)
+        try:
+            owner.take(run_dir, cfg.argv)
+            result = (checkpoint.validate(run_dir, rundir.read_record(run_dir)), None)
+        except Ai500Error as exc:
+            result = (None, str(exc))
+    manifest, error = distlib.broadcast_object(result, "resume")
+    if error:
+        raise Ai500Error(error, everywhere=True)
+    return manifest
+
+
+def open_segment(run_dir: Path, dist: distlib.Dist) -> tuple[int, Path]:
+    """Rank 0 (holding the lock) clears half-written checkpoints and creates the next segment's
+    directory; every rank gets its index and path."""
+    result: tuple[int | None, str | None, str | None] = (None, None, None)
+    if dist.is_root:
+        try:
+            checkpoint.remove_partial(run_dir)
+            index, path = rundir.new_segment_dir(run_dir)
+            result = (index, str(path), None)
+        except OSError as exc:
+            result = (None, None, f"{run_dir}: cannot add a segment ({exc})")
+    index, path, error = distlib.broadcast_object(result, "segment")
+    if error:
+        raise Ai500Error(error, everywhere=True)
+    return index, Path(path)
+
+
+class Checkpointer:
+    """Every `every` epochs, and after the run's last epoch, a checkpoint (ai500/checkpoint.py):
+    each rank writes its rank-local variables, rank 0 the shared state, with barriers between the
+    steps, so the write falls between two epochs on every rank: inside the run's wall time,
+    outside every epoch's training time."""
+
+    def __init__(self, ckpt, state: dict, every: int, run_dir: Path, fields: dict,
+                 elapsed_before_s: float):
+        self.ckpt, self.state, self.every, self.run_dir = ckpt, state, every, run_dir
+        self.fields = fields  # manifest fields fixed for this segment
+        self.elapsed_before_s = elapsed_before_s  # training clock at this segment's run_start
+
+    def after_epoch(self, epoch: int, last: bool, dist: distlib.Dist, trace: TraceWriter,
+                    run_start: float) -> None:
+        if not (last or (epoch + 1) % self.every == 0):
+            return
+        import tensorflow as tf
+
+        t0 = clock()
+        name = checkpoint.checkpoint_name(epoch, self.fields["segment"])
+        try:
+            if dist.is_root:
+                checkpoint.begin(self.run_dir, name)
+            distlib.barrier()
+            checkpoint.write_rank_state(self.state, self.run_dir, name, dist.rank)
+            distlib.barrier()
+            if dist.is_root:
+                size = checkpoint.commit(self.ckpt, self.run_dir, name,
+                                         {**self.fields, "epoch": epoch, "final": last},
+                                         lambda: self.elapsed_before_s + clock() - run_start)
+                trace.add_row("checkpoints", {"epoch": epoch, "t_start": t0 - run_start,
+                                              "t_end": clock() - run_start, "bytes": size})
+        except (OSError, tf.errors.OpError) as exc:
+            raise Ai500Error(f"checkpoint after epoch {epoch} not written ({exc})") from None
+        distlib.barrier()
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -141,40 +238,89 @@ def reached(value: float, q: config.QualitySettings) -> bool:
 
 
 def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
-    """Build the workload, run its timed loop, write traces and (rank 0) the summary."""
+    """Build the workload, run its timed loop, write traces and (rank 0) the summary; rank 0
+    holds the run directory's lock throughout."""
+    owner = Owner()
+    try:
+        return _execute(cfg, dist, owner)
+    finally:
+        owner.release()
+
+
+def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
     threads = configure_threads(cfg, dist)
     tf.keras.utils.set_random_seed(cfg.seed)
     module = registry.load(cfg.benchmark)
+    checkpointing = bool(cfg.checkpoint_every or cfg.resume)
+    if checkpointing and not hasattr(module.Workload, "checkpoint_state"):
+        raise ConfigError(f"benchmark {cfg.benchmark!r} cannot checkpoint (its workload has no "
+                          "checkpoint_state())", everywhere=True)
+    manifest = claim_for_resume(cfg, dist, owner) if cfg.resume else None
     error = None
     try:
         workload = module.Workload(cfg, dist)
     except Ai500Error as exc:
         error = exc
     distlib.agree(error, dist)
+    ckpt = None
+    if checkpointing:
+        state = workload.checkpoint_state()
+        ckpt = tf.train.Checkpoint(**state)
+    if manifest is not None:
+        error = None
+        try:  # every rank reads the same files, so all start from identical state
+            checkpoint.restore(ckpt, state, Path(cfg.resume), manifest, workload.steps_per_epoch,
+                               dist.rank, dist.size)
+        except Ai500Error as exc:
+            error = exc
+        distlib.agree(error, dist)
     hosts_pids = distlib.allgather_object((dist.host, os.getpid()), "hosts")
     hosts = [host for host, _ in hosts_pids]
     meter = NodeEnergy(cfg, dist, [pid for host, pid in hosts_pids if host == dist.host])
-    flops = workload.flops_per_sample() if dist.is_root else None
-    run_dir = make_run_dir(cfg, dist)
-    run_id = distlib.broadcast_object(uuid.uuid4().hex, "run_id")
+    if manifest is None:
+        flops = workload.flops_per_sample() if dist.is_root else None
+        run_dir = make_run_dir(cfg, dist, owner)
+        run_id = distlib.broadcast_object(uuid.uuid4().hex, "run_id")
+        segment, segment_path = 0, run_dir
+    else:
+        run_dir = Path(cfg.resume)
+        first = rundir.read_record(run_dir) if dist.is_root else {}
+        flops, run_id = first.get("flops_per_sample"), manifest["run_id"]  # same model and batch
+        segment, segment_path = open_segment(run_dir, dist)
     if dist.is_root:
-        write_json(run_dir / "config.json", {
+        record = {
             "run_id": run_id, "kind": workload.kind, "config": cfg.to_dict(),
             "command": [sys.executable, "-m", "ai500.run", *cfg.argv],
             "dist": {"size": dist.size, "hosts": hosts, "nodes": len(set(hosts)),
                      "gpus_per_node": len(tf.config.list_physical_devices("GPU"))},
             "threads_rank0": threads, "versions": versions(), "workload": workload.describe(),
             "flops_per_sample": flops,
-        })
-    trace = TraceWriter(run_dir / trace_name(dist.rank), {
+        }
+        if manifest is not None:
+            record.update(segment=segment, resumed_from={
+                key: manifest[key] for key in ("segment", "epoch", "elapsed_s", "path", "ranks")})
+        write_json(segment_path / (rundir.SEGMENT_RECORD if segment else rundir.RECORD_NAME),
+                   record)
+    trace = TraceWriter(segment_path / trace_name(dist.rank), {
         "run_id": run_id, "benchmark": cfg.benchmark, "rank": dist.rank, "size": dist.size,
         "local_rank": dist.local_rank, "local_size": dist.local_size, "host": dist.host,
-        "pid": os.getpid(), "config": cfg.to_dict(), "threads": threads,
+        "pid": os.getpid(), "config": cfg.to_dict(), "threads": threads, "segment": segment,
     })
-    loop = micro_loop if workload.kind == "micro" else train_loop
+    if workload.kind == "micro":
+        loop = micro_loop
+    else:
+        checkpointer = None
+        if ckpt is not None:
+            checkpointer = Checkpointer(ckpt, state, cfg.checkpoint_every or 1, run_dir, {
+                "run_id": run_id, "benchmark": cfg.benchmark,
+                "config_hash": checkpoint.config_hash(cfg.to_dict()), "segment": segment,
+                "ranks": dist.size, "steps_per_epoch": workload.steps_per_epoch,
+            }, manifest["elapsed_s"] if manifest else 0.0)
+        loop = functools.partial(train_loop, checkpointer=checkpointer,
+                                 first_epoch=manifest["epoch"] + 1 if manifest else 0)
 
     def stalled(idle: float) -> None:
         print(f"ai500: error: rank {dist.rank} on {dist.host}: no progress for {idle:.0f} s "
@@ -208,15 +354,17 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
 
 
 def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: TraceWriter,
-               run_start: float, beat: Callable[[], None]) -> None:
-    """Epochs of timed training steps, each followed by a global evaluation, until the
-    quality target is reached (unless told to go on) or the epochs run out."""
+               run_start: float, beat: Callable[[], None], first_epoch: int = 0,
+               checkpointer: Checkpointer | None = None) -> None:
+    """Epochs of timed training steps, each followed by a global evaluation (and, when due, a
+    checkpoint), from `first_epoch` until the quality target is reached (unless told to go on)
+    or the epochs run out."""
     import psutil
 
     process = psutil.Process()
     process.cpu_percent()
     fault = parse_fault(os.environ.get("AI500_FAULT"))  # checked in main(): well formed
-    for epoch in range(cfg.train.epochs):
+    for epoch in range(first_epoch, cfg.train.epochs):
         inject_fault(fault, dist.rank, epoch)
         row = run_epoch(workload, epoch, run_start, trace, dist, beat)
         row["t_eval_start"] = clock() - run_start
@@ -229,7 +377,11 @@ def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: Trace
         hit = reached(row[cfg.quality.metric], cfg.quality)
         if dist.is_root:
             print(epoch_line(row, cfg.quality.metric, hit), flush=True)
-        if hit and cfg.train.stop_at_target:
+        last = epoch == cfg.train.epochs - 1 or (hit and cfg.train.stop_at_target)
+        if checkpointer is not None:
+            checkpointer.after_epoch(epoch, last, dist, trace, run_start)
+            beat()
+        if last:
             break
 
 
@@ -321,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = config.resolve(argv)
+        if cfg.resume:  # fail fast here; rank 0 checks again under the lock once MPI runs
+            rundir.check_free(Path(cfg.resume))
+            checkpoint.validate(Path(cfg.resume), rundir.read_record(Path(cfg.resume)))
         try:
             parse_fault(os.environ.get("AI500_FAULT"))
         except ValueError as exc:

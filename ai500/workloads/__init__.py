@@ -15,6 +15,24 @@ not call collectives there, since a rank that fails must reach the driver's erro
     evaluate() -> dict[str, float]  validation metrics over the whole validation set (all ranks)
     flops_per_sample() -> dict      {"forward", "train": FLOPs per sample, "method": str}
     write_figures(run_dir)          optional: rank 0 writes pictures of the result (no collectives)
+    checkpoint_state() -> dict[str, trackable]
+                                    optional, needed for --checkpoint-every/--resume: the objects
+                                    that hold the training state at an epoch boundary (models,
+                                    optimizers, tf.Variables), by stable names, all variables
+                                    already created (call `optimizer.build(model.trainable_variables)`
+                                    so slots exist before a restore). The driver saves them with
+                                    tf.train.Checkpoint, and on --resume restores them on every
+                                    rank before the first step, then sets each optimizer's
+                                    iteration count to (epochs done) x steps_per_epoch, so each
+                                    optimizer must step once per train_step.
+
+Resuming relies on this protocol's determinism: the batches of an epoch (and any noise) must
+depend only on (seed, epoch, rank), never on state carried from earlier epochs, so that the epoch
+number is the whole data-pipeline position. State that does evolve (a weight average, an RNG
+held as a variable) belongs in checkpoint_state(). A workload that broadcasts rank 0's state after
+its first step must skip that after a restore (an optimizer's iteration count is then above 1):
+every rank restored the same shared state, and the broadcast would replace the other ranks'
+restored batch-norm statistics (which each rank keeps for itself) with rank 0's.
 
 Micro benchmarks (kind = "micro") instead provide `items()` (the kernels to time, in order),
 `measure(item) -> dict` (one kernel's timing record: text labels and numbers in seconds, FLOPs)

@@ -174,6 +174,15 @@ class Workload:
                        f"val_ks / {cq.KS_THRESHOLD:g})",
         }
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        # Adam's slots exist before a restore. The noise needs no state: it is drawn from
+        # (seed, rank, epoch, step), so a resume on the same rank count draws what the
+        # uninterrupted run would; on another count the ranks draw that count's streams.
+        self.d_opt.build(self.discriminator.trainable_variables)
+        self.g_opt.build(self.generator.trainable_variables)
+        return {"generator": self.generator, "discriminator": self.discriminator,
+                "generator_ema": self.generator_ema, "d_opt": self.d_opt, "g_opt": self.g_opt}
+
     def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         # Map order from (seed, epoch, rank); latent noise from (seed, rank, epoch, step). A plain
         # generator, not tf.data: a batch is a 0.5 MB gather (microseconds), and tearing down a
@@ -211,14 +220,18 @@ class Workload:
         d_loss, g_loss, d_real, d_fake = self._train_step(*batch)
         if not self._broadcast_done:
             # The optimizers' slots exist after the first step; from here every rank holds rank 0's
-            # networks and optimizer states.
-            opt_vars = []
-            for opt in (self.d_opt, self.g_opt):
-                v = opt.variables
-                opt_vars += list(v() if callable(v) else v)
-            distlib.broadcast_variables(self.generator.variables + self.discriminator.variables + opt_vars)
-            for avg, var in zip(self.generator_ema.weights, self.generator.weights):
-                avg.assign(var)
+            # networks and optimizer states, and the average starts from them. Not after a resume
+            # (iterations > 1): every rank restored the same state, its own batch-norm
+            # statistics, and the average.
+            if int(self.g_opt.iterations) == 1:
+                opt_vars = []
+                for opt in (self.d_opt, self.g_opt):
+                    v = opt.variables
+                    opt_vars += list(v() if callable(v) else v)
+                distlib.broadcast_variables(
+                    self.generator.variables + self.discriminator.variables + opt_vars)
+                for avg, var in zip(self.generator_ema.weights, self.generator.weights):
+                    avg.assign(var)
             self._broadcast_done = True
         return {"d_loss": float(d_loss), "g_loss": float(g_loss),
                 "d_real": float(d_real), "d_fake": float(d_fake)}

@@ -88,6 +88,10 @@ class Workload:
             "lr_rule": self.schedule.describe(),
         }
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        self.optimizer.build(self.model.trainable_variables)  # momentum slots exist before a restore
+        return {"model": self.model, "optimizer": self.optimizer}
+
     def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         # The order depends on (seed, epoch, rank) only, so runs with one seed repeat exactly.
         order = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank]).permutation(
@@ -119,10 +123,12 @@ class Workload:
         loss, acc = self._train_step(*batch)
         if not self._broadcast_done:
             # After the first step the optimizer's slots exist; from here every rank holds
-            # rank 0's weights and optimizer state.
-            variables = self.optimizer.variables
-            distlib.broadcast_variables(self.model.variables + list(
-                variables() if callable(variables) else variables))
+            # rank 0's weights and optimizer state. Not after a resume (iterations > 1): every
+            # rank restored the same state and its own batch-norm statistics.
+            if int(self.optimizer.iterations) == 1:
+                variables = self.optimizer.variables
+                distlib.broadcast_variables(self.model.variables + list(
+                    variables() if callable(variables) else variables))
             self._broadcast_done = True
         return {"loss": float(loss), "accuracy": float(acc)}
 
