@@ -13,6 +13,7 @@ from types import ModuleType
 WORKLOADS: dict[str, str] = {
     "resnet": "ai500.workloads.resnet",
     "dcgan": "ai500.workloads.dcgan",
+    "faster_rcnn": "ai500.workloads.faster_rcnn",
     "conv": "ai500.workloads.micro",
     "fc": "ai500.workloads.micro",
     "pool": "ai500.workloads.micro",
