@@ -365,3 +365,102 @@ def test_cli_generates_and_refuses_to_overwrite(tmp_path):
     assert again.returncode == 1
     assert again.stderr.count("\n") == 1 and again.stderr.startswith("ai500: error: ")
     assert "refusing to overwrite" in again.stderr
+
+
+def axis_values(excess: np.ndarray, lat: np.ndarray, ev, fractions) -> np.ndarray:
+    """The field `excess` at the in-window points `fractions` of a filament's length along its centre
+    line (0 the midpoint, -0.5 and 0.5 the ends); NaN where a point leaves the window."""
+    p = ev.params
+    along = np.asarray(fractions, float) * p["length"]
+    across = p["bend"] * (2 * along / p["length"]) ** 2
+    east = along * np.cos(p["angle"]) - across * np.sin(p["angle"])
+    north = along * np.sin(p["angle"]) + across * np.cos(p["angle"])
+    rows = np.floor(ev.row + north / weather.DY_KM).astype(int)
+    out = np.full(along.shape, np.nan)
+    for k, (i, e) in enumerate(zip(rows, east)):
+        if 0 <= i < excess.shape[0]:
+            j = int(np.floor(ev.col + e / (weather.DX_KM * np.cos(np.deg2rad(lat[i])))))
+            if 0 <= j < excess.shape[1]:
+                out[k] = excess[i, j]
+    return out
+
+
+def test_lookalikes_fall_short_of_the_thresholds_and_get_no_box():
+    """Unlabelled look-alikes (short or weak moisture plumes, weak mid-latitude lows, weak tropical
+    disturbances) are in the fields but never in the boxes; labelled events meet the thresholds."""
+    seen = {"short_plume": 0, "weak_plume": 0, "weak_low": 0, "disturbance": 0, "ar": 0, "etc": 0}
+    n_windows, lookalikes = 100, 0
+    for fields, background, boxes, lat, events in events_of(seed=11, n=n_windows, height=96, width=128):
+        labelled = [ev for ev in events if ev.cls >= 0 and ev.box is not None]
+        used = boxes[:, 4] != -1
+        assert used.sum() == len(labelled)  # only labelled events get a box, the look-alikes none
+        for row, ev in zip(boxes[used], labelled):
+            assert tuple(row) == (*ev.box, ev.cls)
+        d_psl = (background[C["PSL"]] - fields[C["PSL"]]) / 100.0  # hPa of deficit
+        d_tmq = fields[C["TMQ"]] - background[C["TMQ"]]
+        d_t500 = fields[C["T500"]] - background[C["T500"]]
+        for ev in events:
+            p = ev.params
+            i, j = int(ev.row), int(ev.col)
+            if ev.cls == -1:
+                lookalikes += 1
+            if ev.filament:
+                if ev.cls == 3:  # a river: at least 2000 km long (before clipping) and 20 kg/m^2
+                    assert p["length"] >= 2000 and p["tmq"] >= 20
+                    # its ends in the window's coordinates (km, before clipping) are >= 2000 km apart
+                    axis = weather._axis_km(ev, float(np.cos(np.deg2rad(ev.lat))))
+                    assert np.hypot(*(axis[-1] - axis[0])) >= 2000 - 1e-6
+                    frac = np.linspace(-0.45, 0.45, 19)
+                    values = axis_values(d_tmq, lat, ev, frac)
+                    ok = ~np.isnan(values)
+                    assert ok.sum() >= 1
+                    floor = 0.6 * p["tmq"] * (1 - 0.3 * (frac[ok] + 0.5))
+                    assert np.all(values[ok] >= floor)  # the excess holds along >= 0.9 of the length
+                    seen["ar"] += 1
+                    continue
+                assert ev.cls == -1 and (p["length"] < 2000 or p["tmq"] < 20)  # short or weak
+                assert d_tmq[i, j] >= 0.6 * p["tmq"]  # there in the field
+                if p["length"] < 2000:
+                    beyond = axis_values(d_tmq, lat, ev, [-0.55, 0.55])
+                    beyond = beyond[~np.isnan(beyond)]
+                    # half the peak is reached only within 1.1 x 1800 km < 2000 km
+                    assert np.all(beyond <= 0.3 * p["tmq"] + 3), (beyond, p)
+                    seen["short_plume"] += beyond.size > 0
+                else:
+                    seen["weak_plume"] += 1
+                continue
+            if ev.cls == 2:  # an extratropical cyclone: at least 15 hPa deep
+                assert p["dp"] >= 15 and d_psl[i, j] >= 0.95 * 15
+                seen["etc"] += 1
+            elif ev.cls in (0, 1):
+                assert p["dp"] >= 5
+            elif p["tropical"]:  # a weak warm-core tropical disturbance, shallower than a depression
+                assert p["dp"] < 5 and 3 - weather.DLAT <= abs(ev.lat) <= 30 + weather.DLAT
+                assert 0.9 * p["dp"] <= d_psl[i, j] and d_t500[i, j] > 0.05 * p["dp"]
+                seen["disturbance"] += 1
+            else:  # a weak cold-core mid-latitude low, shallower than an extratropical cyclone
+                assert 4 <= p["dp"] < 15 and 35 - weather.DLAT <= abs(ev.lat) <= 65 + weather.DLAT
+                assert 0.9 * p["dp"] <= d_psl[i, j] <= p["dp"] + 4  # + the tails of others
+                assert d_t500[i, j] < -0.03 * p["dp"]  # cold core
+                seen["weak_low"] += d_psl[i, j] < 15
+    assert all(n >= 5 for n in seen.values()), seen
+    # about as many look-alikes as labelled events, scaled with the area like them
+    expected = weather.LOOKALIKES_BASE + weather.LOOKALIKES_PER_AREA * 96 * 128 / (160 * 240)
+    # (fewer in small windows, where more of them find no place clear of the labelled events)
+    assert 0.5 * expected < lookalikes / n_windows < 1.2 * expected
+
+
+def test_lookalikes_keep_clear_of_other_events():
+    """A look-alike never overlaps another event: vortices stay the sum of their box radii apart,
+    filaments FILAMENT_GAP widths (sigma) from the others and from a vortex's box radius."""
+    pairs = 0
+    for i in range(60):
+        events = weather.sample(13, i, 160, 240, events=False)[3]
+        for a in (ev for ev in events if ev.cls == -1):
+            for b in events:
+                if b is not a:
+                    pairs += 1
+                    assert not weather._overlaps(a, b), (a, b)
+                    if not (a.filament or b.filament):
+                        assert weather._distance_km(a, b) >= a.params["r10"] + b.params["r10"]
+    assert pairs > 100

@@ -40,13 +40,28 @@ placed only where its latitude band crosses the window, vortices not overlapping
   cold core aloft (T500 -0.12..-0.20 K/hPa * dp, centre 0.4 R_max upstream (west), warmer lowered
   tropopause at 200 hPa), a warm sector / cold sector surface dipole of 4-8 K, rain and moisture in the
   poleward-east (comma) sector.
-  Unlabelled weak tropical disturbances (dp 1.5-4 hPa, 0-2 a window) make the TD threshold non-trivial.
 - Atmospheric river (3): a moisture filament, TMQ +20-35 kg/m^2 at its equatorward end falling to 70 %
   at the poleward end, 2000-4000 km long, 300-900 km full width at half maximum, gently curved, pointing
   poleward-east at 20-60 deg from east, its midpoint at |lat| 20-50 (it may leave the window); a low-level
   jet of 8-15 m/s along it, rain rising towards the poleward end.
 
-The box of an event is the bounding box of the pixels where its defining anomaly (pressure deficit, or
+Unlabelled look-alikes just short of the label thresholds (as TECA's thresholds label the real data), so
+that a detector must learn the thresholds rather than "any low" or "any moist filament": 1.0 + 0.5 *
+(H*W / (160*240)) on average per window (Poisson), each a weak tropical disturbance, a weak mid-latitude
+low or a moisture plume (weights 0.3, 0.35, 0.35, among those whose band crosses the window), placed clear
+of every event before it (vortices the sum of their box radii apart; a filament 2.5 sigma of its width
+from other filaments' centre lines and from a vortex's box radius), up to 8 tries each:
+
+- Weak tropical disturbance: |lat| 3-30, dp 2-5 hPa, R_max 40-150 km, B 1.0-1.3, R_out 8 R_max, warm
+  cored and moist like a TD (whose dp starts at 5).
+- Weak mid-latitude low: |lat| 35-65, dp 4-12 hPa, R_max 150-300 km, B 0.9-1.1, R_out 3 R_max, a shallow
+  cold core (T500 -0.06..-0.12 K/hPa * dp), sector dipole 1-4 K, comma TMQ +1-5 kg/m^2, rain 0.2-0.8 mm/h
+  (an ETC needs dp >= 15).
+- Moisture plume: a filament like a river (same widths, angles and latitudes) but 60 % short, 800-1800 km
+  long with TMQ +8-35 kg/m^2, and 40 % long (2000-4000 km) but weak, TMQ +8-18 kg/m^2 (a river needs both
+  >= 2000 km and >= 20); jet 4-10 m/s, rain 0.3-1.2 mm/h.
+
+The box of a labelled event is the bounding box of the pixels where its defining anomaly (pressure deficit, or
 the TMQ excess of a river) is at least 10 % of its peak, clipped to the window: about 3.7 R_max in
 radius for tropical vortices, 3 R_max for extratropical ones. Sample i depends only on (seed, i), so a
 rank can generate its own shard and the data do not depend on the rank count.
@@ -89,7 +104,8 @@ BOT_TURNING = np.deg2rad(25.0)  # surface wind turned towards low pressure
 BOT_FACTOR = 0.75  # surface / 850 hPa wind speed
 EVENTS_BASE, EVENTS_PER_AREA = 1.5, 0.5  # Poisson mean of events = BASE + PER_AREA * H*W / (160*240)
 CLASS_WEIGHTS = (0.25, 0.25, 0.3, 0.2)  # relative frequency of each class where all are allowed
-DISTURBANCES = 0.7  # Poisson mean of unlabelled weak tropical vortices per window
+LOOKALIKES_BASE, LOOKALIKES_PER_AREA = 1.0, 0.5  # Poisson mean of unlabelled look-alikes, as events
+LOOKALIKE_WEIGHTS = (0.3, 0.35, 0.35)  # weak tropical disturbance, weak mid-latitude low, moisture plume
 BOX_FRACTION = 0.1  # a box covers the pixels where the anomaly is >= this fraction of its peak
 _MM_PER_HOUR = 1.0 / 3.6e6  # m/s
 _CHUNK_BYTES = 4 << 20  # at most this much in one HDF5 chunk
@@ -106,6 +122,10 @@ class VortexKind:
     holland_b: tuple[float, float]
     outer: float  # taper radius R_out / R_max
     tropical: bool  # warm core, ring rain (else cold core, frontal sectors)
+    cold: tuple[float, float] = (0.12, 0.2)  # extratropical: T500 cooling aloft, K per hPa of dp
+    dipole: tuple[float, float] = (4.0, 8.0)  # extratropical: warm/cold sector contrast, K
+    wet: tuple[float, float] = (4.0, 10.0)  # extratropical: TMQ excess in the comma, kg/m^2
+    rain: tuple[float, float] = (0.5, 2.0)  # extratropical: comma rain, mm/h
 
 
 VORTICES = {
@@ -113,7 +133,17 @@ VORTICES = {
     1: VortexKind((5.0, 30.0), (25.0, 80.0), (30.0, 60.0), (1.3, 1.7), 8.0, True),
     2: VortexKind((35.0, 65.0), (15.0, 40.0), (150.0, 300.0), (0.9, 1.1), 3.0, False),
 }
-DISTURBANCE = VortexKind((3.0, 25.0), (1.5, 4.0), (80.0, 200.0), (1.0, 1.2), 6.0, True)
+# Unlabelled look-alikes just short of the label thresholds (TD dp >= 5, ETC dp >= 15, AR >= 2000 km and
+# TMQ excess >= 20): a detector has to learn the thresholds, not just "a low" or "a moist filament".
+DISTURBANCE = VortexKind((3.0, 30.0), (2.0, 5.0), (40.0, 150.0), (1.0, 1.3), 8.0, True)
+WEAK_LOW = VortexKind((35.0, 65.0), (4.0, 12.0), (150.0, 300.0), (0.9, 1.1), 3.0, False,
+                      cold=(0.06, 0.12), dipole=(1.0, 4.0), wet=(1.0, 5.0), rain=(0.2, 0.8))
+PLUME_SHORT = 0.6  # fraction of moisture plumes that are short (of any strength); the rest long but weak
+PLUME_SHORT_LENGTH, PLUME_SHORT_TMQ = (800.0, 1800.0), (8.0, 35.0)  # km, kg/m^2
+PLUME_WEAK_LENGTH, PLUME_WEAK_TMQ = (2000.0, 4000.0), (8.0, 18.0)
+PLUME_JET = (4.0, 10.0)  # m/s
+PLUME_RAIN = (0.3, 1.2)  # mm/h
+FILAMENT_GAP = 2.5  # a look-alike keeps this many sigma of a filament away from other events
 AR_LATITUDE = (20.0, 50.0)  # |latitude| of an atmospheric river's midpoint
 AR_TMQ = (20.0, 35.0)  # kg/m^2, peak moisture excess
 AR_LENGTH = (2000.0, 4000.0)  # km
@@ -124,8 +154,9 @@ AR_JET = (8.0, 15.0)  # m/s, low-level jet along the river
 
 @dataclass
 class Event:
-    """One event in a window: class (-1: unlabelled disturbance), centre or midpoint (pixels, row then
-    column, continuous), latitude there, drawn parameters and, once drawn, its box."""
+    """One event in a window: class (-1: unlabelled look-alike), centre or midpoint (pixels, row then
+    column, continuous), latitude there, drawn parameters and, once drawn, its box (that of a look-alike
+    is never written to the labels)."""
 
     cls: int
     row: float
@@ -133,6 +164,11 @@ class Event:
     lat: float
     params: dict[str, float] = field(default_factory=dict)
     box: tuple[int, int, int, int] | None = None
+
+    @property
+    def filament(self) -> bool:
+        """A moisture filament (atmospheric river or unlabelled plume), else a vortex."""
+        return "length" in self.params
 
 
 # --- background --------------------------------------------------------------------------------
@@ -272,18 +308,27 @@ def _draw_vortex(rng: np.random.Generator, cls: int, kind: VortexKind, row: floa
     if kind.tropical:
         ev.params.update(moisture=rng.uniform(0.8, 1.2), band_phase=rng.uniform(0.0, 2.0 * np.pi))
     else:
-        ev.params.update(cold=rng.uniform(0.12, 0.2), dipole=rng.uniform(4.0, 8.0),
-                         moisture=rng.uniform(4.0, 10.0), rain=rng.uniform(0.5, 2.0))
+        ev.params.update(cold=rng.uniform(*kind.cold), dipole=rng.uniform(*kind.dipole),
+                         moisture=rng.uniform(*kind.wet), rain=rng.uniform(*kind.rain))
     return ev
 
 
-def _draw_river(rng: np.random.Generator, row: float, col: float, lat: float) -> Event:
+def _draw_river(rng: np.random.Generator, row: float, col: float, lat: float, cls: int = 3,
+                length: tuple[float, float] = AR_LENGTH, tmq: tuple[float, float] = AR_TMQ,
+                jet: tuple[float, float] = AR_JET, rain: tuple[float, float] = (0.5, 2.0)) -> Event:
     angle = rng.uniform(*AR_ANGLE) * (1.0 if lat >= 0 else -1.0)
-    length = rng.uniform(*AR_LENGTH)
-    return Event(3, row, col, lat, {
-        "tmq": rng.uniform(*AR_TMQ), "length": length, "sigma": rng.uniform(*AR_FWHM) / 2.3548,
-        "angle": np.deg2rad(angle), "bend": rng.uniform(-0.12, 0.12) * length,
-        "jet": rng.uniform(*AR_JET), "rain": rng.uniform(0.5, 2.0)})
+    length_km = rng.uniform(*length)
+    return Event(cls, row, col, lat, {
+        "tmq": rng.uniform(*tmq), "length": length_km, "sigma": rng.uniform(*AR_FWHM) / 2.3548,
+        "angle": np.deg2rad(angle), "bend": rng.uniform(-0.12, 0.12) * length_km,
+        "jet": rng.uniform(*jet), "rain": rng.uniform(*rain)})
+
+
+def _draw_plume(rng: np.random.Generator, row: float, col: float, lat: float) -> Event:
+    """An unlabelled moisture plume: short (of any strength) or long but weak."""
+    short = rng.random() < PLUME_SHORT
+    return _draw_river(rng, row, col, lat, -1, PLUME_SHORT_LENGTH if short else PLUME_WEAK_LENGTH,
+                       PLUME_SHORT_TMQ if short else PLUME_WEAK_TMQ, PLUME_JET, PLUME_RAIN)
 
 
 def _distance_km(a: Event, b: Event) -> float:
@@ -291,9 +336,35 @@ def _distance_km(a: Event, b: Event) -> float:
     return float(np.hypot((a.row - b.row) * DY_KM, (a.col - b.col) * DX_KM * cos))
 
 
+def _axis_km(ev: Event, cos: float) -> np.ndarray:
+    """Points (n, 2) in km (east, north, from the window's corner) along a filament's centre line, or
+    the centre of a vortex (1, 2); `cos` scales columns to km."""
+    centre = np.array([[ev.col * DX_KM * cos, ev.row * DY_KM]])
+    if not ev.filament:
+        return centre
+    p = ev.params
+    along = np.linspace(-0.5, 0.5, 17) * p["length"]
+    across = p["bend"] * (2.0 * along / p["length"]) ** 2
+    ca, sa = np.cos(p["angle"]), np.sin(p["angle"])
+    return centre + np.stack([along * ca - across * sa, along * sa + across * ca], axis=1)
+
+
+def _overlaps(a: Event, b: Event) -> bool:
+    """Whether look-alike `a` comes too close to event `b`: vortices closer than the sum of their box
+    radii; a filament closer than FILAMENT_GAP sigma (plus the box radius of a vortex)."""
+    if not (a.filament or b.filament):
+        return _distance_km(a, b) < a.params["r10"] + b.params["r10"]
+    cos = float(np.cos(np.deg2rad(0.5 * (a.lat + b.lat))))
+    pa, pb = _axis_km(a, cos), _axis_km(b, cos)
+    gap = np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(axis=-1)).min()
+    need = sum(FILAMENT_GAP * e.params["sigma"] if e.filament else e.params["r10"] for e in (a, b))
+    return bool(gap < need)
+
+
 def plan_events(rng: np.random.Generator, lat: np.ndarray, width: int) -> list[Event]:
     """Draw the events of a window with row latitudes `lat`: labelled ones first (at most MAX_BOXES),
-    then unlabelled disturbances."""
+    then unlabelled look-alikes (weak tropical disturbances, weak mid-latitude lows, moisture plumes),
+    as many on average as labelled events and clear of every event placed before them."""
     height = lat.size
     alat = np.abs(lat)
     bands = {c: VORTICES[c].latitude for c in VORTICES} | {3: AR_LATITUDE}
@@ -319,12 +390,25 @@ def plan_events(rng: np.random.Generator, lat: np.ndarray, width: int) -> list[E
             if not clash:
                 events.append(ev)
                 break
-    lo, hi = DISTURBANCE.latitude
-    disturbance_rows = np.flatnonzero((alat >= lo) & (alat <= hi))
-    for _ in range(int(rng.poisson(DISTURBANCES)) if disturbance_rows.size else 0):
-        row = float(rng.choice(disturbance_rows)) + rng.random()
-        events.append(_draw_vortex(rng, -1, DISTURBANCE, row, float(rng.random() * width),
-                                   float(lat[0] + (row - 0.5) * DLAT)))
+    look_bands = (DISTURBANCE.latitude, WEAK_LOW.latitude, AR_LATITUDE)
+    look_rows = [np.flatnonzero((alat >= lo) & (alat <= hi)) for lo, hi in look_bands]
+    kinds = [k for k in range(3) if look_rows[k].size]
+    lam = LOOKALIKES_BASE + LOOKALIKES_PER_AREA * height * width / (160.0 * 240.0)
+    n = min(MAX_BOXES, int(rng.poisson(lam))) if kinds else 0
+    weights = np.array([LOOKALIKE_WEIGHTS[k] for k in kinds])
+    for _ in range(n):
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        for _attempt in range(8):
+            row = float(rng.choice(look_rows[kind])) + rng.random()
+            col = float(rng.random() * width)
+            here = float(lat[0] + (row - 0.5) * DLAT)
+            if kind == 2:
+                ev = _draw_plume(rng, row, col, here)
+            else:
+                ev = _draw_vortex(rng, -1, (DISTURBANCE, WEAK_LOW)[kind], row, col, here)
+            if not any(_overlaps(ev, o) for o in events):
+                events.append(ev)
+                break
     return events
 
 
@@ -408,7 +492,7 @@ def _add_vortex(f: dict[str, np.ndarray], lat: np.ndarray, ev: Event) -> None:
 
 
 def _add_river(f: dict[str, np.ndarray], lat: np.ndarray, ev: Event) -> None:
-    """Add an atmospheric river's moisture filament, jet and rain in place and set its box."""
+    """Add a moisture filament's (river or plume) moisture, jet and rain in place and set its box."""
     p = ev.params
     length, sigma = p["length"], p["sigma"]
     patch = _patch(ev.row, ev.col, 0.5 * length + abs(p["bend"]) + 3.5 * sigma, lat, f["TMQ"].shape[1])
@@ -445,7 +529,7 @@ def sample(seed: int, index: int, height: int, width: int, events: bool = True,
     f = _background(rng, lat, width)
     if events:
         for ev in planned:
-            (_add_river if ev.cls == 3 else _add_vortex)(f, lat, ev)
+            (_add_river if ev.filament else _add_vortex)(f, lat, ev)
     f = _derive(f, lat)
     boxes = np.full((MAX_BOXES, 5), -1.0, np.float32)
     labelled = [ev for ev in planned if ev.cls >= 0 and ev.box is not None]
