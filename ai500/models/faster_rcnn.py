@@ -173,10 +173,16 @@ class FasterRCNN(tf.keras.Model):
         crops = tf.image.crop_and_resize(features, norm, image_index, [size, size])
         return tf.nn.max_pool2d(crops, 2, 2, "VALID")
 
-    def losses_on(self, images, gt_boxes, training: bool = True) -> dict[str, tf.Tensor]:
+    def losses_on(self, images, gt_boxes, training: bool = True, seed=None) -> dict[str, tf.Tensor]:
         """The four training losses for a batch: images [B, H, W, C]; gt_boxes [B, M, 5] rows
-        (ymin, xmin, ymax, xmax, class), unused rows with class −1."""
+        (ymin, xmin, ymax, xmax, class), unused rows with class −1. `seed` ([2] int32, e.g. (run
+        and rank, step)) makes the anchor and RoI sampling a pure function of it; None draws from
+        the global generator."""
         cfg = self.cfg
+
+        def sampling_seed(image: int, stage: int):
+            return None if seed is None else seed + tf.constant([2 * image + stage, 0], tf.int32)
+
         features, logits, deltas = self(images, training=training)
         batch = images.shape[0]
         rpn_obj, rpn_box, rois, roi_labels, roi_targets, roi_image = [], [], [], [], [], []
@@ -188,7 +194,8 @@ class FasterRCNN(tf.keras.Model):
             # Stage 1: objectness for sampled anchors, box deltas for the positive ones.
             anchor_labels, anchor_gt = box_ops.assign_targets(
                 self.anchors, boxes_i, tf.ones_like(labels_i), 0.7, 0.3, allow_low_quality=True)
-            anchor_labels = box_ops.sample_targets(anchor_labels, cfg.rpn_batch, 0.5)
+            anchor_labels = box_ops.sample_targets(anchor_labels, cfg.rpn_batch, 0.5,
+                                                   sampling_seed(i, 0))
             sampled = anchor_labels >= 0
             positive = anchor_labels >= 1
             rpn_obj.append(tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
@@ -202,7 +209,7 @@ class FasterRCNN(tf.keras.Model):
             proposals = tf.concat([self._proposals(logits[i], deltas[i], cfg.rpn_post_nms_train),
                                    boxes_i], axis=0)
             labels, matched = box_ops.assign_targets(proposals, boxes_i, labels_i, 0.5, 0.5)
-            labels = box_ops.sample_targets(labels, cfg.roi_batch, 0.25)
+            labels = box_ops.sample_targets(labels, cfg.roi_batch, 0.25, sampling_seed(i, 1))
             keep = tf.where(labels >= 0)[:, 0]
             rois.append(tf.gather(proposals, keep))
             roi_labels.append(tf.gather(labels, keep))

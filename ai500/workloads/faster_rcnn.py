@@ -120,6 +120,9 @@ class Workload:
                                               cfg.train.warmup_epochs * self.steps_per_epoch,
                                               cfg.train.epochs * self.steps_per_epoch)
         self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=0.9)
+        # Target sampling is seeded by (run seed and rank, step): a resumed run draws what an
+        # uninterrupted one would have drawn.
+        self.sampling_seed = (cfg.seed * 1_000_003 + dist.rank * 64) % 2**31
         self._truths: np.ndarray | None = None
         self._broadcast_done = False
 
@@ -132,7 +135,8 @@ class Workload:
         c = self.model_cfg
         return {
             "model": "Faster R-CNN",
-            "parameters": int(self.model.count_params()),
+            "parameters": sum(int(part.count_params()) for part in
+                              (self.model.backbone, self.model.rpn_head, self.model.box_head)),
             "backbone": f"ResNet ({'bottleneck' if c.bottleneck else 'basic'} blocks "
                         f"{list(c.stage_blocks)}, widths {list(c.stage_widths)}), "
                         f"feature stride {c.feature_stride}",
@@ -150,6 +154,10 @@ class Workload:
             "quality": "val_map: mAP at IoU 0.5 over the 4 classes (all-point interpolated AP)",
         }
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        self.optimizer.build(self.model.trainable_variables)  # momentum slots exist before a restore
+        return {"model": self.model, "optimizer": self.optimizer}
+
     def train_batches(self, epoch: int) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
         # Field order and crop offsets depend on (seed, epoch, rank) only: a run repeats exactly.
         rng = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank])
@@ -164,7 +172,9 @@ class Workload:
     @tf.function
     def _train_step(self, images, boxes):
         with tf.GradientTape() as tape:
-            losses = self.model.losses_on(images, boxes, training=True)
+            seed = tf.stack([tf.constant(self.sampling_seed, tf.int32),
+                             tf.cast(self.optimizer.iterations, tf.int32)])
+            losses = self.model.losses_on(images, boxes, training=True, seed=seed)
             total = tf.add_n(list(losses.values()))
             regularised = total + tf.add_n(self.model.losses) if self.model.losses else total
         tape = distlib.distributed_tape(tape)
@@ -176,10 +186,12 @@ class Workload:
         stats = self._train_step(*batch)
         if not self._broadcast_done:
             # After the first step the optimizer's slots exist; from here every rank holds
-            # rank 0's weights and optimizer state.
-            variables = self.optimizer.variables
-            distlib.broadcast_variables(self.model.variables + list(
-                variables() if callable(variables) else variables))
+            # rank 0's weights and optimizer state. Not after a resume (iterations > 1): every
+            # rank restored the same state and its own batch-norm statistics.
+            if int(self.optimizer.iterations) == 1:
+                variables = self.optimizer.variables
+                distlib.broadcast_variables(self.model.variables + list(
+                    variables() if callable(variables) else variables))
             self._broadcast_done = True
         return {key: float(value) for key, value in stats.items()}
 
@@ -230,8 +242,8 @@ class Workload:
         }
 
     def write_figures(self, run_dir: Path) -> list[Path]:
-        """validation_boxes.png: the TMQ channel of rank 0's first validation field with true
-        (solid) and predicted (dashed, score ≥ 0.5) boxes."""
+        """validation_boxes.png: the TMQ channel of the validation field of rank 0's shard with the
+        most true boxes, north up, with true (solid) and predicted (dashed, score ≥ 0.5) boxes."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -239,13 +251,16 @@ class Workload:
         from matplotlib.patches import Rectangle
 
         channel = weather.CHANNELS.index("TMQ")
-        image = self.val_images[:1]
+        pick = int(np.argmax((self.val_boxes[..., 4] >= 0).sum(axis=1)))
+        image = self.val_images[pick:pick + 1]
         boxes, scores, classes = self.detections(image)[0]
         fig, ax = plt.subplots(figsize=(8, 8 * image.shape[1] / image.shape[2] + 0.6))
-        ax.imshow(image[0, :, :, channel] * self.std[channel] + self.mean[channel],
-                  origin="upper", cmap="viridis")
+        # Row 0 is the southernmost row of a field: draw it at the bottom.
+        shown = ax.imshow(image[0, :, :, channel] * self.std[channel] + self.mean[channel],
+                          origin="lower", cmap="viridis")
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="TMQ (kg/m²)")
         colours = plt.get_cmap("tab10")
-        for row in self.val_boxes[0]:
+        for row in self.val_boxes[pick]:
             if row[4] >= 0:
                 ax.add_patch(Rectangle((row[1], row[0]), row[3] - row[1], row[2] - row[0],
                                        fill=False, lw=2, color=colours(int(row[4]))))
@@ -253,9 +268,10 @@ class Workload:
             if score >= 0.5:
                 ax.add_patch(Rectangle((box[1], box[0]), box[3] - box[1], box[2] - box[0],
                                        fill=False, lw=1.5, ls="--", color=colours(int(cls))))
-                ax.text(box[1], box[0], f"{CLASS_KEYS[cls]} {score:.2f}", color=colours(int(cls)),
+                ax.text(box[1], box[2], f"{CLASS_KEYS[cls]} {score:.2f}", color=colours(int(cls)),
                         fontsize=8, va="bottom")
-        ax.set_title("TMQ (kg/m²), validation field 0: true boxes solid, detections dashed\n"
+        ax.set_title(f"validation field {int(self.val_index[pick])}: true boxes solid, detections "
+                     "dashed\n"
                      + "  ".join(f"{k}={n}" for k, n in zip(CLASS_KEYS, weather.CLASSES)), fontsize=9)
         path = Path(run_dir) / "validation_boxes.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")
