@@ -154,6 +154,21 @@ def broadcast_variables(variables: list) -> None:
     _hvd().broadcast_variables(variables, root_rank=0)
 
 
+def broadcast_training_state(models: list, optimizers: list) -> bool:
+    """Call after the first training step, when the optimizers' slots exist: every rank gets rank
+    0's weights and optimizer states. Skipped after a resume (iteration count above 1), where every
+    rank restored the same shared state and its own batch-norm statistics, which a broadcast would
+    replace with rank 0's. Returns whether it broadcast."""
+    if int(optimizers[0].iterations) != 1:
+        return False
+    variables = [v for model in models for v in model.variables]
+    for optimizer in optimizers:
+        slots = optimizer.variables
+        variables += list(slots() if callable(slots) else slots)
+    broadcast_variables(variables)
+    return True
+
+
 def distributed_tape(tape):
     """Wrap a GradientTape so gradient() returns gradients averaged over all ranks."""
     return _hvd().DistributedGradientTape(tape)

@@ -219,17 +219,10 @@ class Workload:
     def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, float]:
         d_loss, g_loss, d_real, d_fake = self._train_step(*batch)
         if not self._broadcast_done:
-            # The optimizers' slots exist after the first step; from here every rank holds rank 0's
-            # networks and optimizer states, and the average starts from them. Not after a resume
-            # (iterations > 1): every rank restored the same state, its own batch-norm
-            # statistics, and the average.
-            if int(self.g_opt.iterations) == 1:
-                opt_vars = []
-                for opt in (self.d_opt, self.g_opt):
-                    v = opt.variables
-                    opt_vars += list(v() if callable(v) else v)
-                distlib.broadcast_variables(
-                    self.generator.variables + self.discriminator.variables + opt_vars)
+            # The weight average starts from the broadcast generator (after a resume it was
+            # restored with the rest).
+            if distlib.broadcast_training_state([self.generator, self.discriminator],
+                                                [self.g_opt, self.d_opt]):
                 for avg, var in zip(self.generator_ema.weights, self.generator.weights):
                     avg.assign(var)
             self._broadcast_done = True

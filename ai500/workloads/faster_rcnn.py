@@ -185,13 +185,7 @@ class Workload:
     def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, float]:
         stats = self._train_step(*batch)
         if not self._broadcast_done:
-            # After the first step the optimizer's slots exist; from here every rank holds
-            # rank 0's weights and optimizer state. Not after a resume (iterations > 1): every
-            # rank restored the same state and its own batch-norm statistics.
-            if int(self.optimizer.iterations) == 1:
-                variables = self.optimizer.variables
-                distlib.broadcast_variables(self.model.variables + list(
-                    variables() if callable(variables) else variables))
+            distlib.broadcast_training_state([self.model], [self.optimizer])
             self._broadcast_done = True
         return {key: float(value) for key, value in stats.items()}
 
