@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ import numpy as np
 
 from ai500.errors import Ai500Error, DataError
 from ai500.metrics import scoring
-from ai500.trace import Trace, read_trace, trace_name
+from ai500.trace import Trace, read_trace
 
 SUMMARY_SCHEMA_VERSION = 1
 
@@ -36,34 +39,168 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+TRACE_FILE = re.compile(r"trace-rank(\d+)\.h5$")
+# Columns a trace must hold, by run kind, each finite: training epochs (times are seconds from
+# run_start) and micro-benchmark kernel rows (text labels, then numbers).
+EPOCH_COLUMNS = ("epoch", "t_start", "t_train_end", "t_eval_end", "samples")
+KERNEL_TEXT = ("op", "size", "direction", "dtype")
+KERNEL_NUMBERS = ("batch", "flops", "median_s", "min_s", "max_s", "mad_s", "gflops", "t_end")
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 1
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _is_optional_number(value: Any) -> bool:
+    return value is None or _is_number(value)
+
+
+def _field(record: dict, dotted: str, check: Callable[[Any], bool], expected: str,
+           source: Path, required: bool = True) -> None:
+    """DataError naming `source` unless record[a][b]... (dotted `a.b...`) passes `check`."""
+    value: Any = record
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            if required or not isinstance(value, dict):
+                raise DataError(f"{source}: no {dotted}")
+            return
+        value = value[key]
+    if not check(value):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise DataError(f"{source}: {dotted} is {shown}, expected {expected}")
+
+
+def check_record(cfg: Any, source: Path) -> None:
+    """DataError unless config.json holds what the summary is computed from, with sane types."""
+    if not isinstance(cfg, dict):
+        raise DataError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
+    string = (lambda v: isinstance(v, str), "text")
+    mapping = (lambda v: isinstance(v, dict), "an object")
+    fields = [("run_id", *string), ("dist.size", _is_count, "a whole number >= 1"),
+              ("dist.nodes", _is_count, "a whole number >= 1"),
+              ("dist.hosts", lambda v: isinstance(v, list), "a list"),
+              ("config", *mapping), ("config.benchmark", *string), ("config.preset", *string)]
+    optional = [("kind", lambda v: v in ("training", "micro"), "'training' or 'micro'"),
+                ("workload", *mapping), ("flops_per_sample", lambda v: v is None or
+                                         isinstance(v, dict), "an object or null"),
+                ("flops_per_sample.train", _is_optional_number, "a number or null"),
+                ("flops_per_sample.forward", _is_optional_number, "a number or null"),
+                ("config.system", *mapping), ("config.system.energy", *mapping),
+                ("config.system.energy.enabled", lambda v: type(v) is bool, "true or false"),
+                ("config.system.cost", *mapping),
+                ("config.system.cost.price_per_node_hour", _is_optional_number, "a number or null")]
+    if cfg.get("kind") != "micro":
+        fields += [("config.seed", lambda v: type(v) is int, "a whole number"),
+                   ("config.train.batch_size", _is_count, "a whole number >= 1"),
+                   ("config.quality.metric", *string),
+                   ("config.quality.target", _is_number, "a finite number"),
+                   ("config.quality.higher_is_better", lambda v: type(v) is bool, "true or false"),
+                   ("config.quality.vflops_exponent", _is_number, "a finite number")]
+    for dotted, check, expected in fields:
+        _field(cfg, dotted, check, expected, source)
+    for dotted, check, expected in optional:
+        _field(cfg, dotted, check, expected, source, required=False)
+
+
+def trace_files(run_dir: Path) -> dict[int, Path]:
+    """The run directory's trace files by rank (one directory listing)."""
+    found = {}
+    for path in Path(run_dir).iterdir():
+        match = TRACE_FILE.match(path.name)
+        if match and path.is_file():
+            found[int(match.group(1))] = path
+    return found
+
+
+def content_problem(trace: Trace, kind: str, metric: str | None) -> str | None:
+    """Why a readable trace cannot be summarised, or None: no wall_start, or rows (epochs, or
+    kernels of a micro benchmark) without a required column, with text where numbers belong,
+    with non-finite times, or with epoch times out of order. No rows at all is fine in an
+    unfinished trace (a rank that failed in its first epoch), not in one of status ok."""
+    if "wall_start" not in trace.attrs:
+        return "no wall_start attribute (the trace never reached run_start)"
+    micro = kind == "micro"
+    group, text, numbers = ("kernels", KERNEL_TEXT, KERNEL_NUMBERS) if micro else (
+        "epochs", (), EPOCH_COLUMNS)
+    columns = trace.groups.get(group, {})
+    if not columns or not len(next(iter(columns.values()))):
+        return f"status ok but no {group}" if trace.attrs.get("status") == "ok" else None
+    if not micro:
+        numbers += (metric,) + tuple(k for k in columns if k.startswith(("train_", "val_")))
+    for key in (*text, *numbers):
+        if key not in columns:
+            return f"{group} has no {key} column"
+        if (columns[key].dtype == object) != (key in text):
+            return f"{group}/{key} holds {'numbers' if key in text else 'text'}"
+        if key in (*EPOCH_COLUMNS, *KERNEL_NUMBERS) and not np.isfinite(columns[key]).all():
+            return f"{group}/{key} holds non-finite values"
+    if not micro and not (np.all(columns["t_start"] < columns["t_train_end"])
+                          and np.all(columns["t_train_end"] <= columns["t_eval_end"])
+                          and np.all(columns["samples"] >= 0)):
+        return "epochs out of order (need t_start < t_train_end <= t_eval_end, samples >= 0)"
+    return None
+
+
 def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[int, Trace], dict[int, str]]:
-    """config.json, the readable traces by rank, and a reason for each rank without one."""
+    """config.json (checked), the usable traces by rank, and why each other rank has none.
+
+    A trace whose run_id differs from config.json's is from another run: DataError, as is a
+    directory without config.json, a malformed one, a size the traces contradict, or no usable
+    trace at all. A missing, unreadable or unusable trace is a problem of its rank (the summary
+    then says failed); an unfinished one (status not 'ok') is used and is a problem too."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: no such run directory")
+    source = run_dir / "config.json"
     try:
-        cfg = json.loads((run_dir / "config.json").read_text())
-        size = int(cfg["dist"]["size"])
-        run_id = cfg["run_id"]
+        cfg = json.loads(source.read_text())
     except FileNotFoundError:
         raise DataError(f"{run_dir}: no config.json (not a run directory)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{run_dir / 'config.json'}: malformed ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{source}: unreadable or not JSON ({exc})") from None
+    check_record(cfg, source)
+    size, run_id, kind = cfg["dist"]["size"], cfg["run_id"], cfg.get("kind", "training")
     traces: dict[int, Trace] = {}
     problems: dict[int, str] = {}
-    for rank in range(size):
-        path = run_dir / trace_name(rank)
-        if not path.exists():
-            problems[rank] = "no trace file"
-            continue
+    sizes: dict[int, int] = {}
+    for rank, path in sorted(trace_files(run_dir).items()):
         try:
             trace = read_trace(path)
         except DataError as exc:
             problems[rank] = str(exc)
             continue
-        if trace.attrs.get("run_id") != run_id:
-            raise DataError(f"{path}: belongs to run {trace.attrs.get('run_id')}, not {run_id}")
+        other = trace.attrs.get("run_id")
+        if other is not None and other != run_id:
+            raise DataError(f"{path}: belongs to run {other}, not {run_id} (config.json)")
+        if rank >= size:
+            raise DataError(f"{path}: rank {rank}, but {source} says the run had {size} ranks")
+        sizes[rank] = trace.attrs.get("size", size)
+        why = content_problem(trace, kind, (cfg["config"].get("quality") or {}).get("metric"))
+        if other is None:
+            why = "no run_id attribute"
+        elif trace.attrs.get("rank", rank) != rank:
+            why = f"holds rank {trace.attrs['rank']}"
+        elif sizes[rank] != size:
+            why = f"written by a run of {sizes[rank]} ranks, not {size}"
+        if why is not None:
+            problems[rank] = f"{path}: {why}"
+            continue
         if trace.attrs.get("status") != "ok":
             problems[rank] = f"trace status {trace.attrs.get('status')!r}"
         traces[rank] = trace
+    if sizes and size not in sizes.values():
+        raise DataError(f"{source}: dist.size is {size}, but the traces were written by a run of "
+                        f"{', '.join(map(str, sorted(set(sizes.values()))))} ranks")
+    if not traces:
+        detail = "; ".join(problems[r] for r in sorted(problems)[:2]) or "no trace-rank*.h5 file"
+        raise DataError(f"{run_dir}: no usable trace, nothing to summarise ({detail})")
+    for rank in range(size):
+        if rank not in traces and rank not in problems:
+            problems[rank] = "no trace file"
     return cfg, traces, problems
 
 
@@ -112,11 +249,13 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
         result["reason"] = "no trace holds energy samples"
         return result
     for trace in metered:
-        samples = EnergySamples.from_columns(trace.groups["energy"])
         node = {"host": trace.attrs.get("host"), "rank": trace.attrs.get("rank"),
-                "method": samples.method, "meters": json.loads(trace.attrs["energy_meters"])
-                if isinstance(trace.attrs.get("energy_meters"), str) else None}
+                "method": "unreadable", "meters": trace.attrs.get("energy_meters")}
         try:
+            samples = EnergySamples.from_columns(trace.groups["energy"])
+            node["method"] = samples.method
+            if not (np.isfinite(samples.t).all() and np.isfinite(samples.joules).all()):
+                raise ValueError("energy samples hold non-finite values")
             node["joules"] = energy_between(samples, 0.0, t_end)
             node["joules_to_quality"] = (energy_between(samples, 0.0, t_quality)
                                          if t_quality is not None else None)
@@ -291,8 +430,36 @@ def write_summary(run_dir: Path, summary: dict, merged: dict[str, np.ndarray]) -
         os.replace(tmp, run_dir / name)
 
 
+def _summary_status(run_dir: Path) -> str | None:
+    """The status of the summary.json already in run_dir, or None (none, or unreadable)."""
+    try:
+        status = json.loads((Path(run_dir) / "summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, str) else None
+
+
+def describe_failure(run_dir: Path, summary: dict) -> str:
+    """Why a summary says failed, in one line: the lowest rank's problem (which names its file,
+    or is said of the run directory) and how many ranks have one."""
+    problems = summary["missing_or_failed_ranks"]
+    if not problems:
+        if summary.get("kind") == "micro":
+            return (f"{run_dir}: {summary['kernels_completed']} of {summary['kernels_expected']} "
+                    "kernel rows completed")
+        return f"{run_dir}: {summary['epochs_completed']} epochs completed"
+    first = min(problems, key=int)
+    why = problems[first]
+    line = why if why.startswith(str(run_dir)) else f"{run_dir}: rank {first}: {why}"
+    return line + (f" (and {len(problems) - 1} more rank(s))" if len(problems) > 1 else "")
+
+
 def aggregate(run_dir: Path) -> dict:
-    """Merge a run directory's traces and write its summary files; returns the summary."""
+    """Merge a run directory's traces and write its summary files atomically; returns the summary.
+
+    Never replaces a summary of status ok with a failed one (a trace damaged or removed since):
+    that raises DataError and leaves summary.json, summary.h5 and mllog.txt as they are."""
+    run_dir = Path(run_dir)
     cfg, traces, problems = load_run(run_dir)
     if cfg.get("kind") == "micro":
         from ai500.micro import summary as micro_summary
@@ -302,8 +469,12 @@ def aggregate(run_dir: Path) -> dict:
     else:
         summary = summarise(cfg, traces, problems)
         arrays = merge_epochs(traces)
+    if summary["status"] != "ok" and _summary_status(run_dir) == "ok":
+        raise DataError(f"{describe_failure(run_dir, summary)}; summary.json (status ok) kept, "
+                        "not replaced by a failed one")
     write_summary(run_dir, summary, arrays)
-    if traces:
+    # mllog.txt comes from the lowest rank's trace that reads; only where that is a usable one.
+    if min(trace_files(run_dir)) in traces:
         from ai500.mllog import write_mllog
 
         write_mllog(run_dir)
@@ -375,7 +546,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ai500: error: {exc}", file=sys.stderr)
         return 1
     print(format_summary(summary))
-    return 0 if summary["status"] == "ok" else 1
+    if summary["status"] != "ok":
+        print(f"ai500: error: {describe_failure(Path(args.run_dir), summary)} "
+              "(summary.json says failed)", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

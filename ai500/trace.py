@@ -41,6 +41,12 @@ def trace_name(rank: int) -> str:
     return f"trace-rank{rank:05d}.h5"
 
 
+def _fixed_text(values: list[str]) -> np.ndarray:
+    """UTF-8 text as fixed-length HDF5 strings (stored in place, not in the global heap)."""
+    encoded = [v.encode() for v in values]
+    return np.array(encoded, dtype=h5py.string_dtype("utf-8", max(1, *map(len, encoded))))
+
+
 class TraceWriter:
     """Collects one rank's records in memory and rewrites its trace file at each flush()."""
 
@@ -104,16 +110,21 @@ class TraceWriter:
         for hook in self._before_flush:
             hook(self)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
+        # The newest file format checksums every piece of metadata, fletcher32 every column's
+        # values, and text is stored in place: a damaged trace then reads as a clean error.
+        # (Older formats let damaged metadata or a damaged global heap, where variable-length
+        # text lives, hang or crash libhdf5: seen in tests/test_fuzz.py.)
+        with h5py.File(tmp, "w", libver="latest") as f:
             for key, value in self.attrs.items():
-                f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+                if isinstance(value, (dict, list)):
+                    value = json.dumps(value)
+                f.attrs[key] = _fixed_text([value])[0] if isinstance(value, str) else value
             for name, columns in self.groups.items():
                 group = f.create_group(name)
                 for key, values in columns.items():
-                    if values and isinstance(values[0], str):
-                        group.create_dataset(key, data=values, dtype=h5py.string_dtype())
-                    else:
-                        group.create_dataset(key, data=np.asarray(values, dtype=np.float64))
+                    data = (_fixed_text(values) if values and isinstance(values[0], str)
+                            else np.asarray(values, dtype=np.float64))
+                    group.create_dataset(key, data=data, fletcher32=bool(len(data)))
         os.replace(tmp, self.path)
 
     def close(self, status: str) -> None:
@@ -145,7 +156,9 @@ class Trace:
 
 
 def _attr(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+    """An attribute as a Python value; text written fixed-length reads back as UTF-8 bytes."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _column(path: Path, name: str, ds: Any) -> np.ndarray:
@@ -202,7 +215,8 @@ def read_trace(path: Path) -> Trace:
                     raise DataError(f"{path}: {name} is not a group of columns")
                 groups[name] = {k: _column(path, f"{name}/{k}", group[k]) for k in group}
     except HDF5_ERRORS as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = str(exc.args[0]) if exc.args else ""  # args[0]: a KeyError's text unquoted
+        detail = text.splitlines()[0] if text else type(exc).__name__
         raise DataError(f"{path}: not a readable HDF5 trace ({detail})") from None
     for name, columns in groups.items():
         lengths = {len(v) for v in columns.values()}

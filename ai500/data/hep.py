@@ -252,7 +252,9 @@ def split_files(data_dir: Path, split: str) -> list[Path]:
 
 
 def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    """The first line of an exception's text (a KeyError's unquoted), or its type's name."""
+    text = str(exc.args[0]) if exc.args else ""
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]:
