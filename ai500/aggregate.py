@@ -11,6 +11,12 @@ Definitions (DESIGN §5), all computed from the merged traces, never extrapolate
   quality reached the target (seconds); initialisation (process start → run_start) separately;
 - FLOPS: training FLOPs per sample (TensorFlow profiler, training = 3 × forward) × throughput.
 A run with a missing, unfinished or failed rank gets status "failed" and no time-to-quality claim.
+
+A resumed run (`--resume`) is summarised over its segments (ai500/segments.py: which epochs count,
+and their two clocks). time_to_quality_s is then on the MLPerf clock, from the first segment's
+run_start through every interruption, and flagged mlperf_valid false; time_to_quality_training_s
+sums the segments' training time. The first epoch of every segment (graph tracing again) is
+excluded from throughput; energy and cost add up every segment's own run, to the quality point.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 
 from ai500.errors import Ai500Error, DataError
 from ai500.metrics import scoring
+from ai500.segments import Segment, describe, join, lineage, load_segments
 from ai500.trace import Trace, read_trace
 
 SUMMARY_SCHEMA_VERSION = 1
@@ -145,21 +152,24 @@ def content_problem(trace: Trace, kind: str, metric: str | None) -> str | None:
     return None
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[int, Trace], dict[int, str]]:
+def load_run(run_dir: Path, record_name: str = "config.json", require_traces: bool = True
+             ) -> tuple[dict[str, Any], dict[int, Trace], dict[int, str]]:
     """config.json (checked), the usable traces by rank, and why each other rank has none.
 
     A trace whose run_id differs from config.json's is from another run: DataError, as is a
     directory without config.json, a malformed one, a size the traces contradict, or no usable
     trace at all. A missing, unreadable or unusable trace is a problem of its rank (the summary
-    then says failed); an unfinished one (status not 'ok') is used and is a problem too."""
+    then says failed); an unfinished one (status not 'ok') is used and is a problem too.
+    A resumed run's segment directory is read the same way with `record_name` segment.json,
+    and may hold no usable trace (a resume that failed in its first epoch)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory")
-    source = run_dir / "config.json"
+    source = run_dir / record_name
     try:
         cfg = json.loads(source.read_text())
     except FileNotFoundError:
-        raise DataError(f"{run_dir}: no config.json (not a run directory)") from None
+        raise DataError(f"{run_dir}: no {record_name} (not a run directory)") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{source}: unreadable or not JSON ({exc})") from None
     check_record(cfg, source)
@@ -195,7 +205,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[int, Trace], dict[int,
     if sizes and size not in sizes.values():
         raise DataError(f"{source}: dist.size is {size}, but the traces were written by a run of "
                         f"{', '.join(map(str, sorted(set(sizes.values()))))} ranks")
-    if not traces:
+    if not traces and require_traces:
         detail = "; ".join(problems[r] for r in sorted(problems)[:2]) or "no trace-rank*.h5 file"
         raise DataError(f"{run_dir}: no usable trace, nothing to summarise ({detail})")
     for rank in range(size):
@@ -281,27 +291,84 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
     return result
 
 
-def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int, str]) -> dict:
-    """The run summary as a JSON-ready dict (see the module docstring for the definitions)."""
+def _single_segment(traces: dict[int, Trace]) -> dict[str, np.ndarray]:
+    """merge_epochs plus what a joined run has (segment index, training clock): one segment."""
+    merged = merge_epochs(traces)
+    merged["segment"] = np.zeros(len(merged["epoch"]), int)
+    merged["t_eval_end_training"] = merged["t_eval_end"]
+    return merged
+
+
+def combine_energy(parts: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """A resumed run's energy: its segments' summaries (`summarise_energy`, each over its own
+    recorded run and, up to the quality point, its share) added up, never across methods."""
+    methods = sorted({p["method"] for _, p in parts})
+    result: dict[str, Any] = {
+        "method": "+".join(methods), "joules": None, "joules_to_quality": None,
+        "average_power_w": None, "peak_node_power_w": None,
+        "per_node": [{**node, "segment": k} for k, p in parts for node in p["per_node"]],
+        "definition": parts[0][1]["definition"] + "; a resumed run adds its segments, each "
+        "from its run_start to its last recorded evaluation (gaps between them unmetered)",
+    }
+    missing = [f"segment {k}: {p.get('reason', 'no total')}" for k, p in parts
+               if p["joules"] is None]
+    if missing:
+        result["reason"] = "; ".join(missing)
+    elif len(methods) > 1:
+        result["reason"] = f"segments metered by different methods ({', '.join(methods)}): not added"
+    else:
+        result["joules"] = sum(p["joules"] for _, p in parts)
+        to_quality = [p["joules_to_quality"] for _, p in parts]
+        if all(j is not None for j in to_quality):
+            result["joules_to_quality"] = sum(to_quality)
+        result["peak_node_power_w"] = max(p["peak_node_power_w"] for _, p in parts)
+    return result
+
+
+def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int, str],
+              segments: list[Segment] | None = None) -> dict:
+    """The run summary as a JSON-ready dict (see the module docstring for the definitions).
+    `segments`: a resumed run's segments (ai500/segments.py), the first being cfg/traces."""
     run_cfg = cfg["config"]
     q = run_cfg["quality"]
     size = int(cfg["dist"]["size"])
-    merged = merge_epochs(traces)
+    segments = segments or [Segment(0, cfg, traces, problems)]
+    resumed = len(segments) > 1
+    chain = lineage(segments)
+    if resumed:
+        merged, issues, firsts = join(chain)
+        rank_problems = {k: v for k, v in issues.items() if k.isdigit()}
+        lineage_problems = [f"{k}: {v}" for k, v in issues.items() if not k.isdigit()]
+        complete = not issues
+    else:
+        merged, firsts = _single_segment(traces), [0]
+        rank_problems = {str(r): why for r, why in sorted(problems.items())}
+        lineage_problems = []
+        complete = not problems and len(traces) == size
     n = len(merged["epoch"])
-    epoch_time = merged["t_train_end"] - merged["t_start"]  # [rank, epoch]
-    slowest = epoch_time.max(axis=0) if n else np.zeros(0)
-    fastest = epoch_time.min(axis=0) if n else np.zeros(0)
-    global_samples = merged["samples"].sum(axis=0) if n else np.zeros(0)
-    complete = not problems and len(traces) == size
-    measured = np.arange(1, n) if n >= 2 else np.arange(n)
-    warmup_note = ("epoch 0 excluded as warm-up (graph tracing)" if n >= 2 else
-                   "only one epoch: warm-up included, throughput understated")
+    epoch_time = merged["t_train_end"] - merged["t_start"]  # [rank, epoch]; NaN: no such rank
+    slowest = np.nanmax(epoch_time, axis=0) if n else np.zeros(0)
+    fastest = np.nanmin(epoch_time, axis=0) if n else np.zeros(0)
+    global_samples = np.nansum(merged["samples"], axis=0) if n else np.zeros(0)
+    # Each segment's first epoch traces the graphs again: warm-up, unless nothing else is left.
+    measured = np.array([i for i in range(n) if i not in firsts[:n]], int)
+    if not resumed:
+        warmup_note = ("epoch 0 excluded as warm-up (graph tracing)" if n >= 2 else
+                       "only one epoch: warm-up included, throughput understated")
+    else:
+        warmup_note = (f"the first epoch of each segment ({', '.join(str(int(merged['epoch'][i])) for i in firsts)}) "
+                       "excluded as warm-up (graph tracing)")
+    if not len(measured):
+        measured = np.arange(n)
+        if resumed:
+            warmup_note = "only each segment's first epoch: warm-up included, throughput understated"
 
     throughput = None
     per_rank = []
     if len(measured) and complete:
         throughput = float(global_samples[measured].sum() / slowest[measured].sum())
-        per_rank = [float(merged["samples"][i, measured].sum() / epoch_time[i, measured].sum())
+        per_rank = [float(np.nansum(merged["samples"][i, measured])
+                          / np.nansum(epoch_time[i, measured]))
                     for i in range(len(merged["rank"]))]
 
     metric = merged.get(q["metric"])
@@ -309,10 +376,11 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
     if metric is not None:
         better = (metric >= q["target"]) if q["higher_is_better"] else (metric <= q["target"])
         hit_epochs = list(np.nonzero(better)[0])
-    ttq_epoch = int(hit_epochs[0]) if hit_epochs and complete else None
+    ttq_at = int(hit_epochs[0]) if hit_epochs and complete else None  # position in merged
+    ttq_epoch = int(merged["epoch"][ttq_at]) if ttq_at is not None else None
     best = None
     if metric is not None and len(metric):
-        best = float(np.max(metric) if q["higher_is_better"] else np.min(metric))
+        best = float(np.nanmax(metric) if q["higher_is_better"] else np.nanmin(metric))
 
     flops_cfg = cfg.get("flops_per_sample") or {}
     flops_per_s = (flops_cfg["train"] * throughput
@@ -321,24 +389,68 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
 
     epochs = []
     for e in range(n):
-        row = {"epoch": e, "global_samples": int(global_samples[e]),
+        row = {"epoch": int(merged["epoch"][e]), "global_samples": int(global_samples[e]),
                "slowest_rank_s": float(slowest[e]), "fastest_rank_s": float(fastest[e]),
                "samples_per_s": float(global_samples[e] / slowest[e]),
                "load_imbalance": float(slowest[e] / fastest[e]),
-               "t_end_s": float(merged["t_eval_end"][:, e].max())}
+               "t_end_s": float(np.nanmax(merged["t_eval_end"][:, e])),
+               "segment": int(merged["segment"][e]),
+               "t_end_training_s": float(np.nanmax(merged["t_eval_end_training"][:, e]))}
         row.update({k: _finite(v[e]) for k, v in merged.items() if k.startswith(("train_", "val_"))})
         epochs.append(row)
 
     imbalance = slowest[measured] / fastest[measured] if len(measured) else np.zeros(0)
-    run_s = float(merged["t_eval_end"].max()) if n else None
-    ttq_s = float(merged["t_eval_end"][:, ttq_epoch].max()) if ttq_epoch is not None else None
-    energy = summarise_energy(cfg, traces, run_s, ttq_s)
+    run_s = float(np.nanmax(merged["t_eval_end"])) if n else None
+    run_training_s = float(np.nanmax(merged["t_eval_end_training"])) if n else None
+    ttq_s = float(np.nanmax(merged["t_eval_end"][:, ttq_at])) if ttq_at is not None else None
+    ttq_training_s = (float(np.nanmax(merged["t_eval_end_training"][:, ttq_at]))
+                      if ttq_at is not None else None)
     system = run_cfg.get("system", {})
     price = system.get("cost", {}).get("price_per_node_hour")
-    ttq_node_hours = scoring.node_hours(cfg["dist"]["nodes"], ttq_s) if ttq_s is not None else None
+    if not resumed:
+        energy = summarise_energy(cfg, traces, run_s, ttq_s)
+        ttq_node_hours = (scoring.node_hours(cfg["dist"]["nodes"], ttq_s)
+                          if ttq_s is not None else None)
+    else:
+        # Each segment over its own recorded run; to quality: whole segments before the one
+        # that reached the target, and that one up to the quality point (its own clock).
+        q_segment = int(merged["segment"][ttq_at]) if ttq_at is not None else None
+        parts, seconds_to_quality = [], []
+        for seg in segments:
+            own_ttq = None
+            if q_segment is not None and seg.index < q_segment:
+                own_ttq = seg.energy_end_s
+            elif seg.index == q_segment:
+                own_ttq = ttq_s - ((seg.wall_start or 0.0) - (segments[0].wall_start or 0.0))
+            if own_ttq is not None:
+                seconds_to_quality.append((int(seg.record["dist"]["nodes"]), own_ttq))
+            parts.append((seg.index, summarise_energy(seg.record, seg.traces, seg.energy_end_s,
+                                                      own_ttq)))
+        energy = combine_energy(parts)
+        total_s = sum(seg.energy_end_s for seg in segments)
+        if energy["joules"] is not None and total_s > 0:
+            energy["average_power_w"] = energy["joules"] / total_s
+        ttq_node_hours = (sum(scoring.node_hours(nodes, s) for nodes, s in seconds_to_quality)
+                          if ttq_s is not None else None)
     valid = (scoring.valid_flops(flops_per_s, best, q["target"], q["vflops_exponent"],
                                  q["higher_is_better"])
              if flops_per_s is not None and best is not None and best > 0 else None)
+    ttq_definition = ("seconds from run_start (after initialisation and data staging, all ranks "
+                      "past a barrier) to the end of the first evaluation reaching the target")
+    training_definition = "as time_to_quality_s: the run was not resumed"
+    mlperf_reason = "not judged: ai500 does not check MLPerf's rules"
+    if resumed:
+        ttq_definition = ("MLPerf clock: wall-clock seconds from the first segment's run_start to "
+                          "the end of the first evaluation reaching the target, through every "
+                          "interruption (lost work, the gap, re-initialisation); not a valid "
+                          "MLPerf result: the run was resumed from a checkpoint")
+        training_definition = ("training time: the sum over the segments that made the final "
+                               "model of their time from run_start to the checkpoint the next "
+                               "segment resumed from, then the last segment's time to the quality "
+                               "point; initialisation, gaps and work lost after a checkpoint "
+                               "excluded")
+        mlperf_reason = ("resumed from a checkpoint: MLPerf times one uninterrupted run, so "
+                         "time_to_quality_s (its clock, which never pauses) is not a valid result")
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "status": "ok" if complete and n > 0 else "failed",
@@ -354,7 +466,12 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
         "versions": cfg.get("versions", {}),
         "command": cfg.get("command"),
         "epochs_completed": n,
-        "missing_or_failed_ranks": {str(r): why for r, why in sorted(problems.items())},
+        "missing_or_failed_ranks": rank_problems,
+        "lineage_problems": lineage_problems,
+        "resumed": resumed,
+        "segments": describe(segments, chain),
+        "mlperf_valid": False if resumed else None,
+        "mlperf_valid_reason": mlperf_reason,
         "quality": {
             "metric": q["metric"], "target": q["target"],
             "higher_is_better": q["higher_is_better"],
@@ -363,16 +480,19 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
         },
         "time_to_quality_s": ttq_s,
         "time_to_quality_epoch": ttq_epoch,
-        "time_to_quality_definition": "seconds from run_start (after initialisation and data "
-        "staging, all ranks past a barrier) to the end of the first evaluation reaching the target",
+        "time_to_quality_definition": ttq_definition,
+        "time_to_quality_training_s": ttq_training_s,
+        "time_to_quality_training_definition": training_definition,
         "init_s": max(init) if init else None,
         "init_definition": "process start to run_start, slowest rank (imports, data staging, "
-        "model build, FLOP count)",
+        "model build, FLOP count)" + ("; the first segment's (each segment's is in segments)"
+                                      if resumed else ""),
         "run_s": run_s,
+        "run_training_s": run_training_s,
         "throughput": {
             "samples_per_s": throughput,
             "per_rank_samples_per_s": per_rank,
-            "epochs_measured": [int(e) for e in measured],
+            "epochs_measured": [int(merged["epoch"][e]) for e in measured],
             "method": "global samples / slowest rank's training time over the measured epochs; "
             + warmup_note,
         },
@@ -395,15 +515,31 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
             "price_per_node_hour": price,
             "currency": system.get("cost", {}).get("currency"),
             "cost_to_quality": scoring.cost_to_quality(ttq_node_hours, price),
-            "definition": "nodes x time to quality (hours) x price per node-hour (system config)",
+            "definition": "nodes x time to quality (hours) x price per node-hour (system config)"
+            + ("; a resumed run adds each segment's nodes x its run time up to the quality "
+               "point (gaps between segments excluded)" if resumed else ""),
         },
         "load_imbalance": {
             "median": float(np.median(imbalance)) if len(imbalance) else None,
             "max": float(np.max(imbalance)) if len(imbalance) else None,
             "definition": "slowest / fastest rank's training time per measured epoch",
         },
+        "checkpoints": checkpoint_stats(segments),
         "epochs": epochs,
     }
+
+
+def checkpoint_stats(segments: list[Segment]) -> dict[str, Any] | None:
+    """What rank 0 recorded about the checkpoints it wrote (none: None)."""
+    rows = [t.groups["checkpoints"] for seg in segments for r, t in seg.traces.items()
+            if r == 0 and "checkpoints" in t.groups]
+    if not rows:
+        return None
+    seconds = np.concatenate([c["t_end"] - c["t_start"] for c in rows])
+    return {"written": len(seconds), "bytes_last": float(rows[-1]["bytes"][-1]),
+            "write_s_mean": float(seconds.mean()), "write_s_max": float(seconds.max()),
+            "definition": "rank 0's wall time from the start of a checkpoint to its manifest "
+            "(every rank's share staged, synced, renamed into place; barriers included)"}
 
 
 def write_summary(run_dir: Path, summary: dict, merged: dict[str, np.ndarray]) -> None:
@@ -467,8 +603,10 @@ def aggregate(run_dir: Path) -> dict:
         summary = micro_summary.summarise(cfg, traces, problems)
         arrays = micro_summary.merged_arrays(traces)
     else:
-        summary = summarise(cfg, traces, problems)
-        arrays = merge_epochs(traces)
+        segments = load_segments(run_dir, Segment(0, cfg, traces, problems),
+                                 lambda path, name: load_run(path, name, require_traces=False))
+        summary = summarise(cfg, traces, problems, segments)
+        arrays = join(lineage(segments))[0] if summary["resumed"] else _single_segment(traces)
     if summary["status"] != "ok" and _summary_status(run_dir) == "ok":
         raise DataError(f"{describe_failure(run_dir, summary)}; summary.json (status ok) kept, "
                         "not replaced by a failed one")
@@ -477,7 +615,10 @@ def aggregate(run_dir: Path) -> dict:
     if min(trace_files(run_dir)) in traces:
         from ai500.mllog import write_mllog
 
-        write_mllog(run_dir)
+        # A resumed run's epochs come from several segments: rank 0's row of the joined arrays.
+        epochs = ({k: v[0] if np.ndim(v) == 2 else v for k, v in arrays.items()}
+                  if summary["resumed"] else None)
+        write_mllog(run_dir, epochs=epochs)
     return summary
 
 
@@ -498,6 +639,21 @@ def energy_line(e: dict) -> str:
             f"peak node {_fmt(e['peak_node_power_w'], ' W')}")
 
 
+def resume_lines(s: dict) -> list[str]:
+    """The table's lines for a resumed run: its training time to quality and its segments."""
+    lines = [(f"                  {_fmt(s['time_to_quality_training_s'], ' s')} training time "
+             "(the sum of the segments' time from run_start; initialisation, gaps and work "
+             "lost after a checkpoint excluded)")]
+    for g in s["segments"]:
+        epochs = "-".join(map(str, g["epochs_recorded"])) or "none"
+        origin = ("" if g["resumed_from_epoch"] is None else
+                  f", resumed from the checkpoint of epoch {g['resumed_from_epoch']}")
+        branch = "" if g["in_lineage"] else " (not in the final model's lineage)"
+        lines.append(f"  segment {g['segment']:<6} {g['ranks']} rank(s), epochs {epochs}{origin}, "
+                     f"traces {g['status']}{branch}")
+    return lines
+
+
 def format_summary(s: dict) -> str:
     """A short human table of a run summary."""
     if s.get("kind") == "micro":
@@ -513,7 +669,10 @@ def format_summary(s: dict) -> str:
         f"  quality        {q['metric']} best {_fmt(q['best'])} (target {q['target']}): "
         + ("reached" if q["reached"] else "NOT reached"),
         f"  time to quality {_fmt(s['time_to_quality_s'], ' s')}"
-        + (f" (epoch {s['time_to_quality_epoch']})" if q["reached"] else ""),
+        + (f" (epoch {s['time_to_quality_epoch']})" if q["reached"] else "")
+        + (" on the MLPerf clock (wall time from the first start, interruptions included: not "
+           "a valid MLPerf result)" if s["resumed"] else ""),
+        *(resume_lines(s) if s["resumed"] else []),
         (f"  initialisation {_fmt(s['init_s'], ' s')}   run {_fmt(s['run_s'], ' s')}   "
         f"epochs {s['epochs_completed']}"),
         (f"  throughput     {_fmt(tp['samples_per_s'], ' samples/s')} total, "
@@ -529,8 +688,13 @@ def format_summary(s: dict) -> str:
         (f"  load imbalance {_fmt(s['load_imbalance']['median'])} median, "
         f"{_fmt(s['load_imbalance']['max'])} max (slowest/fastest rank epoch time)"),
     ]
+    if s.get("checkpoints"):
+        c = s["checkpoints"]
+        lines.append(f"  checkpoints    {c['written']} written, last {_fmt(c['bytes_last'], ' B')}, "
+                     f"write {_fmt(c['write_s_mean'], ' s')} mean, {_fmt(c['write_s_max'], ' s')} max")
     for rank, why in s["missing_or_failed_ranks"].items():
         lines.append(f"  rank {rank}: {why}")
+    lines.extend(f"  {why}" for why in s.get("lineage_problems", []))
     return "\n".join(lines)
 
 

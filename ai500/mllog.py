@@ -167,8 +167,11 @@ def accelerators_per_node(cfg: dict) -> int:
     return 0
 
 
-def write_mllog(run_dir: Path, submission: dict | None = None) -> Path:
-    """Write RUN_DIR/mllog.txt from a finished run directory and return its path."""
+def write_mllog(run_dir: Path, submission: dict | None = None,
+                epochs: dict[str, Any] | None = None) -> Path:
+    """Write RUN_DIR/mllog.txt from a finished run directory and return its path. `epochs`:
+    rank 0's epoch columns in seconds from the first run_start, for a resumed run whose epochs
+    span segments (ai500/segments.py); by default the rank-0 trace's."""
     run_dir = Path(run_dir)
     cfg = _read_json(run_dir / "config.json")
     summary = _read_json(run_dir / "summary.json")
@@ -216,7 +219,7 @@ def write_mllog(run_dir: Path, submission: dict | None = None) -> Path:
     reached = summary.get("status") == "ok" and (summary.get("kind") == "micro"
                                                   or bool(quality.get("reached")))
     metric = quality.get("metric")
-    epochs = trace.epochs
+    epochs = trace.epochs if epochs is None else epochs
     n = len(epochs.get("epoch", []))
     last = summary.get("time_to_quality_epoch") if reached else None
     for e in range(n if last is None else min(n, int(last) + 1)):
