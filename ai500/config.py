@@ -13,6 +13,7 @@ import argparse
 import copy
 import dataclasses
 import math
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,32 +178,100 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a mapping naming one key twice is an error (PyYAML would
+    keep the last value without a word)."""
+
+
+def _mapping_once(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may repeat keys: it is
+            continue  # there to be overridden
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, Hashable) and key in seen:
+            raise yaml.constructor.ConstructorError("while constructing a mapping",
+                                                    node.start_mark, f"duplicate key {key!r}",
+                                                    key_node.start_mark)
+        if isinstance(key, Hashable):  # an unhashable key: construct_mapping says so
+            seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_once)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content; ConfigError starting with `what` if it is missing, unreadable
+    (a directory, not UTF-8) or not YAML (the problem and its line)."""
+    try:
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    except yaml.MarkedYAMLError as exc:
+        where = f", line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        raise ConfigError(f"{what}: not valid YAML ({exc.problem}{where})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def load_preset(benchmark: str, preset: str) -> dict[str, dict[str, Any]]:
     """The preset's sections, as written in ai500/configs/<benchmark>.yaml."""
     path = CONFIG_DIR / f"{benchmark}.yaml"
-    presets = yaml.safe_load(path.read_text())
+    presets = read_yaml(path, str(path))
     if preset not in presets:
         raise ConfigError(f"benchmark {benchmark!r} has no preset {preset!r} "
                           f"(known: {', '.join(presets)})")
     return presets[preset]
 
 
+# An override must be of the kind of the value it replaces (the dataclass sections train and
+# quality are checked against their fields' types instead).
+_KINDS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"), int: ((int,), "a whole number"),
+    float: ((int, float), "a number"), str: ((str,), "text"), list: ((list,), "a list"),
+    dict: ((dict,), "a mapping")}
+
+
+def _numbers(value: Any) -> Iterator[float]:
+    """Every float in a value, its lists and mappings included."""
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, (list, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _numbers(item)
+
+
+def _check_override(value: Any, like: Any, where: str) -> None:
+    """ConfigError unless `value` holds only finite numbers and, where the preset has a value
+    `like` (not None), is of its kind."""
+    kinds, name = _KINDS.get(type(like), (None, ""))
+    if kinds is not None and type(value) not in kinds:
+        raise ConfigError(f"{where} must be {name} (like the preset's {like!r}), got {value!r}")
+    if not all(math.isfinite(v) for v in _numbers(value)):
+        raise ConfigError(f"{where} must be finite, got {value!r}")
+
+
 def _merge_override(sections: dict[str, dict[str, Any]], path: str, flag: str = "--config") -> None:
-    try:
-        override = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{flag} {path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{flag} {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    override = read_yaml(Path(path), f"{flag} {path}")
     if not isinstance(override, dict):
         raise ConfigError(f"{flag} {path}: expected a mapping of sections")
     for name, values in override.items():
-        if name not in sections or not isinstance(values, dict):
+        if name not in sections:
             raise ConfigError(f"{flag} {path}: unknown section {name!r} "
                               f"(known: {', '.join(sections)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{flag} {path}: section {name!r} must be a mapping of keys, "
+                              f"got {values!r}")
         unknown = sorted(set(values) - set(sections[name])) if flag == "--system" else []
         if unknown:
             raise ConfigError(f"{flag} {path}: unknown key(s) {', '.join(unknown)} in {name!r}")
+        typed = flag == "--config" and name in ("train", "quality")
+        for key, value in values.items():
+            _check_override(value, None if typed else sections[name].get(key),
+                            f"{flag} {path}: {name}.{key}")
         sections[name].update(values)
 
 
@@ -287,13 +356,25 @@ def resolve(argv: list[str]) -> RunConfig:
             raise ConfigError(f"learning rate must be a finite number > 0, got {train.lr}")
         if not math.isfinite(quality.target):
             raise ConfigError(f"quality target must be finite, got {quality.target}")
+        if not (math.isfinite(train.warmup_epochs) and train.warmup_epochs >= 0):
+            raise ConfigError(f"warm-up epochs must be a finite number >= 0, "
+                              f"got {train.warmup_epochs}")
+        if not (math.isfinite(quality.vflops_exponent) and quality.vflops_exponent >= 0):
+            raise ConfigError(f"Valid FLOPS exponent must be a finite number >= 0, "
+                              f"got {quality.vflops_exponent}")
     micro = sections.get("micro", {})
     micro.update({k: v for k, v in micro_flags.items() if v is not None})
     if args.data is not None and not Path(args.data).exists():
         raise ConfigError(f"--data {args.data}: no such file or directory")
-    system = yaml.safe_load((CONFIG_DIR / "system.yaml").read_text())
+    if args.data is not None and not Path(args.data).is_dir():
+        raise ConfigError(f"--data {args.data}: not a directory (the dataset's directory, "
+                          "holding its train* and val* files)")
+    system = read_yaml(CONFIG_DIR / "system.yaml", str(CONFIG_DIR / "system.yaml"))
     if args.system:
         _merge_override(system, args.system, flag="--system")
+        if system["cost"]["price_per_node_hour"] < 0:
+            raise ConfigError(f"--system {args.system}: cost.price_per_node_hour must be >= 0, "
+                              f"got {system['cost']['price_per_node_hour']}")
     if args.no_energy:
         system["energy"]["enabled"] = False
     energy_settings(system)  # reject impossible values here, on every rank, before MPI starts
