@@ -379,13 +379,14 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
     ttq_at = int(hit_epochs[0]) if hit_epochs and complete else None  # position in merged
     ttq_epoch = int(merged["epoch"][ttq_at]) if ttq_at is not None else None
     best = None
-    if metric is not None and len(metric):
-        best = float(np.nanmax(metric) if q["higher_is_better"] else np.nanmin(metric))
+    finite_values = metric[np.isfinite(metric)] if metric is not None else np.zeros(0)
+    if len(finite_values):
+        best = float(np.max(finite_values) if q["higher_is_better"] else np.min(finite_values))
 
     flops_cfg = cfg.get("flops_per_sample") or {}
     flops_per_s = (flops_cfg["train"] * throughput
                    if throughput is not None and flops_cfg.get("train") else None)
-    init = [float(t.attrs.get("init_seconds", np.nan)) for t in traces.values()]
+    init = [float(t.attrs["init_seconds"]) for t in traces.values() if "init_seconds" in t.attrs]
 
     epochs = []
     for e in range(n):
@@ -476,7 +477,7 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
             "metric": q["metric"], "target": q["target"],
             "higher_is_better": q["higher_is_better"],
             "reached": ttq_epoch is not None, "best": best,
-            "final": float(metric[-1]) if metric is not None and len(metric) else None,
+            "final": _finite(metric[-1]) if metric is not None and len(metric) else None,
         },
         "time_to_quality_s": ttq_s,
         "time_to_quality_epoch": ttq_epoch,

@@ -34,11 +34,14 @@ import json
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPORT_SCHEMA_VERSION = 1
+SUMMARY_SCHEMA_VERSION = 1  # ai500.aggregate's and ai500.micro.summary's
+MANIFEST_SCHEMA_VERSION = 1  # launch/sweep.py's
 PLOTS = ("throughput", "efficiency", "time_to_quality", "energy_to_quality")
 CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;"
@@ -71,6 +74,7 @@ class Run:
     oversubscribed: bool | None = None
     cores: int | None = None
     slurm_energy_j: float | None = None
+    damaged: str | None = None  # an input file of this run that exists but cannot be used
 
     @property
     def ok(self) -> bool:
@@ -94,27 +98,140 @@ class Source:
     runs: list[Run] = field(default_factory=list)
 
 
-def _read_json(path: Path) -> tuple[dict | None, str | None]:
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    """A JSON file's content, or None and why (absent, unreadable, not JSON)."""
     try:
         return json.loads(path.read_text()), None
     except FileNotFoundError:
         return None, f"no {path.name}"
     except (ValueError, OSError) as exc:
-        return None, f"{path.name} unreadable ({exc})"
+        return None, f"{path}: unreadable ({exc})"
+
+
+def _number(value: Any) -> bool:
+    return value is None or (type(value) in (int, float) and math.isfinite(value))
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 1
+
+
+def _text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or (isinstance(value, list) and all(map(check, value)))
+
+
+def _epoch_row(row: Any) -> bool:
+    return (isinstance(row, dict) and type(row.get("epoch")) is int
+            and _number(row.get("slowest_rank_s")))
+
+
+def _kernel_row(row: Any) -> bool:
+    return (isinstance(row, dict) and all(_text(row.get(k)) for k in ("op", "size", "direction"))
+            and _number(row.get("aggregate_gflops")))
+
+
+# The summary fields the report reads and what each must be where present (JSON null included
+# where the summary writes null for "none").
+SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "schema_version": (lambda v: v == SUMMARY_SCHEMA_VERSION, f"{SUMMARY_SCHEMA_VERSION}"),
+    "status": (lambda v: isinstance(v, str), "text"),
+    "kind": (lambda v: v in ("training", "micro"), "'training' or 'micro'"),
+    "benchmark": (_text, "text"), "preset": (_text, "text"),
+    "ranks": (_count, "a whole number >= 1"),
+    "global_batch_size": (lambda v: v is None or _count(v), "a whole number >= 1"),
+    "time_to_quality_s": (_number, "a finite number"), "init_s": (_number, "a finite number"),
+    "quality.reached": (lambda v: v is None or type(v) is bool, "true or false"),
+    "quality.best": (_number, "a finite number"), "quality.target": (_number, "a finite number"),
+    "quality.metric": (_text, "text"),
+    "throughput.samples_per_s": (_number, "a finite number"),
+    "throughput.per_rank_samples_per_s": (_list_of(_number), "a list of finite numbers"),
+    "throughput.epochs_measured": (_list_of(lambda v: type(v) is int), "a list of whole numbers"),
+    "throughput.method": (_text, "text"),
+    "flops.flops_per_s": (_number, "a finite number"),
+    "flops.valid_flops_per_s": (_number, "a finite number"), "flops.method": (_text, "text"),
+    "energy.joules": (_number, "a finite number"),
+    "energy.joules_to_quality": (_number, "a finite number"), "energy.method": (_text, "text"),
+    "load_imbalance.median": (_number, "a finite number"),
+    "load_imbalance.max": (_number, "a finite number"),
+    "missing_or_failed_ranks": (lambda v: v is None or isinstance(v, dict), "an object"),
+    "epochs": (_list_of(_epoch_row), "a list of {epoch, slowest_rank_s} rows"),
+    "kernels": (_list_of(_kernel_row), "a list of {op, size, direction, aggregate_gflops} rows"),
+    "peak.practical.aggregate_gflops": (_number, "a finite number"),
+    "peak.theoretical.aggregate_gflops": (_number, "a finite number"),
+}
+MANIFEST_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "schema_version": (lambda v: v == MANIFEST_SCHEMA_VERSION, f"{MANIFEST_SCHEMA_VERSION}"),
+    "benchmark": (lambda v: isinstance(v, str), "text"),
+    "preset": (lambda v: isinstance(v, str), "text"),
+    "mode": (lambda v: v in ("weak", "strong"), "'weak' or 'strong'"),
+    "batch_rule": (lambda v: isinstance(v, dict), "an object"),
+    "points": (lambda v: isinstance(v, list) and all(map(_point, v)),
+               "a list of {name, run_dir, ranks, repeat, status} points"),
+}
+REQUIRED_MANIFEST = ("benchmark", "preset", "mode", "points")
+
+
+def _point(point: Any) -> bool:
+    return (isinstance(point, dict) and isinstance(point.get("name"), str)
+            and isinstance(point.get("run_dir"), str) and point["run_dir"] != ""
+            and _count(point.get("ranks")) and (point.get("repeat") is None
+                                                or type(point["repeat"]) is int)
+            and isinstance(point.get("status", ""), str)
+            and all(type(point.get(k)) in (bool, type(None)) for k in ("oversubscribed",))
+            and (point.get("cores") is None or _count(point["cores"])))
+
+
+def check_fields(record: Any, fields: dict[str, tuple[Callable[[Any], bool], str]],
+                 required: tuple[str, ...] = ()) -> str | None:
+    """Why a JSON record does not have the fields' types (dotted names; absent ones are fine
+    unless required), or None."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    for dotted, (check, expected) in fields.items():
+        value: Any = record
+        for key in dotted.split("."):
+            if not isinstance(value, dict):
+                return f"{dotted} is inside {value!r:.40}, expected an object"
+            if key not in value:
+                if dotted in required:
+                    return f"no {dotted}"
+                break
+            value = value[key]
+        else:
+            if not check(value):
+                return f"{dotted} is {value!r:.60}, expected {expected}"
+    return None
 
 
 def read_run(path: Path, source: str, name: str | None = None, ranks: int | None = None,
              repeat: int | None = None, point: dict | None = None) -> Run:
-    """A run directory (and, from a sweep, its manifest entry) as a Run."""
+    """A run directory (and, from a sweep, its manifest entry) as a Run. A summary.json,
+    config.json or slurm_energy.json that exists but cannot be used makes the run failed and
+    damaged (the report names the file and the problem)."""
+    damaged = None
     summary, problem = _read_json(path / "summary.json")
-    cfg, _ = _read_json(path / "config.json")
+    why = check_fields(summary, SUMMARY_FIELDS) if summary is not None else None
+    if why is not None:
+        summary, problem = None, f"{path / 'summary.json'}: {why}"
+    if summary is None and problem.startswith(str(path)):
+        damaged = problem
+    cfg, cfg_problem = _read_json(path / "config.json")
+    if cfg is not None and check_fields(cfg, {"config": (lambda v: isinstance(v, dict), ""),
+                                              "dist": (lambda v: isinstance(v, dict), "")}):
+        cfg, cfg_problem = None, f"{path / 'config.json'}: not an ai500 run record"
+    if cfg is None and cfg_problem.startswith(str(path)) and summary is None:
+        damaged = damaged or cfg_problem
     run_cfg = (cfg or {}).get("config", {})
     benchmark = (summary or {}).get("benchmark") or run_cfg.get("benchmark")
     preset = (summary or {}).get("preset") or run_cfg.get("preset")
     if summary is not None:
-        ranks = int(summary.get("ranks") or ranks or 0) or None
-    elif cfg is not None and ranks is None:
-        ranks = (cfg.get("dist") or {}).get("size")
+        ranks = summary.get("ranks") or ranks
+    elif cfg is not None and ranks is None and _count((cfg.get("dist") or {}).get("size")):
+        ranks = cfg["dist"]["size"]
     status = "ok"
     if summary is None:
         status = "failed"
@@ -130,13 +247,19 @@ def read_run(path: Path, source: str, name: str | None = None, ranks: int | None
         status = "failed"
         said = point.get("problem") or f"sweep point {point['status']}"
         problem = said if problem is None or problem in said else f"{said}; {problem}"
-    slurm, _ = _read_json(path / "slurm_energy.json")
+    slurm, slurm_problem = _read_json(path / "slurm_energy.json")
+    joules = slurm.get("joules") if isinstance(slurm, dict) else None
+    if slurm is None and slurm_problem.startswith(str(path)):
+        damaged = damaged or slurm_problem
+    elif slurm is not None and not (isinstance(slurm, dict) and _number(joules)):
+        joules = None
+        damaged = damaged or (f"{path / 'slurm_energy.json'}: "
+                              + check_fields(slurm, {"joules": (_number, "a finite number")}))
     return Run(name=name or path.name, source=source, path=path, ranks=ranks, repeat=repeat,
                status=status, problem=problem if status != "ok" else None, summary=summary,
                benchmark=benchmark, preset=preset,
                oversubscribed=(point or {}).get("oversubscribed"),
-               cores=(point or {}).get("cores"),
-               slurm_energy_j=(slurm or {}).get("joules"))
+               cores=(point or {}).get("cores"), slurm_energy_j=joules, damaged=damaged)
 
 
 def read_source(path: Path) -> Source:
@@ -144,12 +267,18 @@ def read_source(path: Path) -> Source:
     manifest_path = path / "manifest.json"
     if manifest_path.exists():
         manifest, problem = _read_json(manifest_path)
-        if manifest is None or manifest.get("kind") != "ai500-sweep":
-            raise ReportError(f"{manifest_path}: not an ai500 sweep manifest ({problem or 'kind'})")
+        if manifest is None:
+            raise ReportError(problem)
+        if not isinstance(manifest, dict) or manifest.get("kind") != "ai500-sweep":
+            raise ReportError(f"{manifest_path}: not an ai500 sweep manifest (no kind "
+                              "'ai500-sweep')")
+        why = check_fields(manifest, MANIFEST_FIELDS, REQUIRED_MANIFEST)
+        if why is not None:
+            raise ReportError(f"{manifest_path}: {why}")
         src = Source(str(path), manifest)
-        for point in manifest.get("points", []):
+        for point in manifest["points"]:
             src.runs.append(read_run(path / point["run_dir"], str(path), point["name"],
-                                     point.get("ranks"), point.get("repeat"), point))
+                                     point["ranks"], point.get("repeat"), point))
         return src
     if (path / "summary.json").exists() or (path / "config.json").exists():
         return Source(str(path), None, [read_run(path, str(path))])
@@ -157,6 +286,23 @@ def read_source(path: Path) -> Source:
         raise ReportError(f"{path}: no such directory")
     raise ReportError(f"{path}: neither a sweep directory (no manifest.json) nor a run directory "
                       "(no summary.json or config.json)")
+
+
+def check_distinct(sources: list[Source]) -> None:
+    """ReportError if one run would be counted twice: the same directory reached twice, or two
+    directories holding the same run (one run_id, a copy)."""
+    seen: dict[Any, str] = {}
+    for run in (r for s in sources for r in s.runs):
+        keys = [run.path.resolve()]
+        if run.summary is not None and isinstance(run.summary.get("run_id"), str):
+            keys.append(("run_id", run.summary["run_id"]))
+        for key in keys:
+            if key in seen:
+                what = "the same run directory" if isinstance(key, Path) else \
+                    f"the same run (run_id {key[1]})"
+                raise ReportError(f"refusing to count a run twice: {seen[key]} and {run.path} "
+                                  f"are {what}")
+            seen[key] = str(run.path)
 
 
 def _differ(what: str, values: dict[str, list[str]]) -> None:
@@ -179,7 +325,9 @@ def check_comparable(sources: list[Source], mode: str | None) -> tuple[str, str,
                 values.setdefault(str(getattr(r, attr)), []).append(str(r.path))
         _differ(what, values)
         if not values:
-            raise ReportError(f"no {attr} recorded in any input (no summary.json or config.json)")
+            damaged = next((r.damaged for r in runs if r.damaged), None)
+            raise ReportError(f"no {attr} recorded in any input (no usable summary.json or "
+                              "config.json" + (f"; {damaged})" if damaged else ")"))
         found[attr] = next(iter(values))
     benchmark, preset = found["benchmark"], found["preset"]
     modes: dict[str, list[str]] = {}
@@ -628,6 +776,7 @@ def make_plots(rows: list[dict], info: dict, mode: str, title: str, out: Path) -
 def build(paths: list[Path], mode: str | None = None) -> dict:
     """Everything the report says, as a JSON-ready dict (no files written)."""
     sources = [read_source(Path(p)) for p in paths]
+    check_distinct(sources)
     benchmark, preset, mode = check_comparable(sources, mode)
     runs = [r for s in sources for r in s.runs]
     kinds = {r.kind for r in runs if r.kind}
@@ -650,6 +799,7 @@ def build(paths: list[Path], mode: str | None = None) -> dict:
                   "throughput": _get(r.summary, "throughput", "samples_per_s")} for r in runs],
         "failed": [{"name": r.name, "ranks": r.ranks, "run_dir": str(r.path), "problem": r.problem}
                    for r in runs if not r.ok],
+        "damaged": [r.damaged for r in runs if r.damaged],
         "not_reached": [{"name": r.name, "ranks": r.ranks, "run_dir": str(r.path),
                          "best": _get(r.summary, "quality", "best"),
                          "target": _get(r.summary, "quality", "target")}
@@ -712,8 +862,10 @@ def _lists(report: dict) -> list[tuple[str, list[str]]]:
     failed = [f"`{f['name']}` (N={f['ranks']}): {f['problem']}" for f in report["failed"]]
     missed = [f"`{f['name']}` (N={f['ranks']}): best {num(f['best'])}, target {f['target']}"
               for f in report["not_reached"]]
+    damaged = [("Damaged input files (what they hold is left out)",
+                report["damaged"])] if report["damaged"] else []
     return [("Failed runs", failed or ["none"]),
-            ("Runs that did not reach the quality target", missed or ["none"])]
+            ("Runs that did not reach the quality target", missed or ["none"]), *damaged]
 
 
 def render(report: dict, out: Path) -> dict[str, Path]:
@@ -795,13 +947,24 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as exc:
         print(f"ai500.report: error: {exc}", file=sys.stderr)
         return 2
-    files = render(report, args.out)
+    try:
+        files = render(report, args.out)
+    except OSError as exc:
+        print(f"ai500.report: error: --out {args.out}: cannot write the report "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return 1
     for table in report["tables"][:2]:
         print(Table(**table).markdown())
     n_failed, n_missed = len(report["failed"]), len(report["not_reached"])
     if n_failed or n_missed:
         print(f"{n_failed} run(s) failed, {n_missed} did not reach the target (listed in the report)")
     print(f"report: {files['md']}, {files['html']}, {files['json']}")
+    if report["damaged"]:
+        more = len(report["damaged"]) - 1
+        print(f"ai500.report: error: {report['damaged'][0]}"
+              + (f" (and {more} more damaged input file(s))" if more else "")
+              + "; the report lists it", file=sys.stderr)
+        return 1
     return 0
 
 
