@@ -53,6 +53,9 @@ def test_ci_run_traces_both_stages_losses_and_the_same_map_on_every_rank(ci_run)
     assert cfg["workload"]["model"] == "Faster R-CNN"
     assert cfg["workload"]["input_shape"] == [64, 96, 16]
     assert cfg["workload"]["data_source"].startswith("files under")
+    flops = cfg["flops_per_sample"]  # backbone + RPN per image plus the RoI head on 16 RoIs
+    assert "RoI head on the 16 sampled RoIs" in flops["method"]
+    assert flops["train"] == pytest.approx(3 * flops["forward"]) and flops["forward"] > 5e6
 
 
 def _write(path, images, boxes):

@@ -225,14 +225,20 @@ class Workload:
         return metrics
 
     def flops_per_sample(self) -> dict[str, Any]:
-        spec = tf.TensorSpec([EVAL_BATCH, *self.model_cfg.input_shape], tf.float32)
-        forward = flops.forward_flops(lambda x: self.model(x, training=False), [spec]) / EVAL_BATCH
+        c = self.model_cfg
+        image = tf.TensorSpec([EVAL_BATCH, *c.input_shape], tf.float32)
+        trunk = flops.forward_flops(lambda x: self.model(x, training=False), [image]) / EVAL_BATCH
+        channels = self.model.backbone.output_shape[-1]
+        rois = tf.TensorSpec([c.roi_batch, c.roi_size, c.roi_size, channels], tf.float32)
+        head = flops.forward_flops(lambda x: self.model.box_head(x, training=False), [rois])
+        forward = trunk + head
         return {
             "forward": forward,
             "train": flops.TRAIN_TO_FORWARD * forward,
-            "method": f"tf-profiler count of the backbone and RPN at batch {EVAL_BATCH} "
-                      "(1 multiply-add = 2 FLOPs; the RoI head's share is small and left out); "
-                      f"training = {flops.TRAIN_TO_FORWARD:g} x forward",
+            "method": f"tf-profiler counts (1 multiply-add = 2 FLOPs): backbone and RPN at batch "
+                      f"{EVAL_BATCH} ({trunk:.4g} per image) plus the RoI head on the {c.roi_batch} "
+                      f"sampled RoIs of a training image ({head:.4g}); proposal decoding, NMS and "
+                      f"RoI align not counted; training = {flops.TRAIN_TO_FORWARD:g} x forward",
         }
 
     def write_figures(self, run_dir: Path) -> list[Path]:
