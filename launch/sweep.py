@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import socket
@@ -109,8 +110,15 @@ def parse_ranks(text: str) -> list[int]:
     return ranks
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises SweepError (one line) instead of printing the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SweepError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python launch/sweep.py",
         description="Run one ai500 benchmark at several rank counts (weak or strong scaling); "
         "arguments after `--` go to every `python -m ai500.run`.")
@@ -220,6 +228,22 @@ def batch_rule(mode: str, ranks: list[int], preset: dict, batch_size: int | None
             "lr": lr}
 
 
+def check_run_args(name: str, run_args: list[str], base: Path | None) -> None:
+    """SweepError if ai500.run would refuse a point's arguments (checked here with its own
+    parser, which needs no MPI), so a bad option stops the sweep before any point runs. A
+    relative --data is taken from `base` where the jobs run from there (sbatch: the checkout)."""
+    from ai500 import config
+    from ai500.errors import Ai500Error
+
+    data, rest = _option_value(run_args, "--data")
+    if data is not None and base is not None and not Path(data).is_absolute():
+        run_args = [*rest, "--data", str(base / data)]
+    try:
+        config.resolve(run_args)
+    except Ai500Error as exc:
+        raise SweepError(f"point {name}: ai500.run would refuse its arguments: {exc}") from None
+
+
 def point_name(ranks: int, repeat: int) -> str:
     return f"np{ranks:04d}-r{repeat:02d}"
 
@@ -230,6 +254,12 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
     ranks = parse_ranks(args.ranks)
     if args.repeats < 1:
         raise SweepError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise SweepError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
+    if args.sweep_name is not None and (Path(args.sweep_name).name != args.sweep_name
+                                        or args.sweep_name in ("", ".", "..")):
+        raise SweepError(f"--sweep-name {args.sweep_name!r}: a plain directory name, no path "
+                         "(--out gives the parent)")
     for option, instead in RESERVED.items():
         if any(a == option or a.startswith(option + "=") for a in extra):
             raise SweepError(f"{option} after `--` is set by the sweep; use the sweep's {instead}")
@@ -272,6 +302,7 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
             if n in rule["lr"]:
                 run_args += ["--lr", f"{rule['lr'][n]:.10g}"]
             run_args += extra
+            check_run_args(name, run_args, ROOT if args.launcher == "slurm" else None)
             prefix = ["-m", "ai500.run"] if launcher.starts_python else []
             plan.points.append(Point(
                 name=name, ranks=n, repeat=repeat,
@@ -350,8 +381,9 @@ def run_point(plan: Plan, point: Point, launcher: launchers.Launcher) -> None:
     run_status = None
     if summary_path.exists():
         try:
-            run_status = json.loads(summary_path.read_text()).get("status")
-        except ValueError:
+            summary = json.loads(summary_path.read_text())
+            run_status = summary.get("status") if isinstance(summary, dict) else "unreadable"
+        except (OSError, ValueError):
             run_status = "unreadable"
     if point.exit_status == 0 and run_status == "ok":
         point.status = "ok"
@@ -365,8 +397,17 @@ def run_point(plan: Plan, point: Point, launcher: launchers.Launcher) -> None:
 
 
 def execute(plan: Plan, launcher: launchers.Launcher) -> int:
-    plan.sweep_dir.mkdir(parents=True, exist_ok=False)
-    (plan.sweep_dir / "logs").mkdir()
+    try:
+        plan.sweep_dir.mkdir(parents=True, exist_ok=False)
+        (plan.sweep_dir / "logs").mkdir()
+    except FileExistsError:
+        print(f"sweep: error: sweep directory {plan.sweep_dir} already exists; refusing to reuse "
+              "it (choose another --sweep-name)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"sweep: error: cannot create the sweep directory {plan.sweep_dir} "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return 2
     write_manifest(plan, "running")
     print(f"sweep {plan.sweep_dir}: {plan.benchmark} ({plan.preset}), {plan.mode} scaling, "
           f"ranks {plan.ranks} x {plan.repeats} repeat(s)", flush=True)
