@@ -29,10 +29,10 @@ not call collectives there, since a rank that fails must reach the driver's erro
 Resuming relies on this protocol's determinism: the batches of an epoch (and any noise) must
 depend only on (seed, epoch, rank), never on state carried from earlier epochs, so that the epoch
 number is the whole data-pipeline position. State that does evolve (a weight average, an RNG
-held as a variable) belongs in checkpoint_state(). A workload that broadcasts rank 0's state after
-its first step must skip that after a restore (an optimizer's iteration count is then above 1):
-every rank restored the same shared state, and the broadcast would replace the other ranks'
-restored batch-norm statistics (which each rank keeps for itself) with rank 0's.
+held as a variable) belongs in checkpoint_state(). The first-step broadcast of rank 0's state goes
+through `dist.broadcast_training_state`, which skips it after a restore (an optimizer's iteration
+count is then above 1): every rank restored the same shared state, and a broadcast would replace
+the other ranks' restored batch-norm statistics (which each rank keeps for itself) with rank 0's.
 
 Micro benchmarks (kind = "micro") instead provide `items()` (the kernels to time, in order),
 `measure(item) -> dict` (one kernel's timing record: text labels and numbers in seconds, FLOPs)
