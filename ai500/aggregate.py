@@ -646,7 +646,7 @@ def resume_lines(s: dict) -> list[str]:
              "(the sum of the segments' time from run_start; initialisation, gaps and work "
              "lost after a checkpoint excluded)")]
     for g in s["segments"]:
-        epochs = "-".join(map(str, g["epochs_recorded"])) or "none"
+        epochs = "-".join(map(str, sorted(set(g["epochs_recorded"])))) or "none"
         origin = ("" if g["resumed_from_epoch"] is None else
                   f", resumed from the checkpoint of epoch {g['resumed_from_epoch']}")
         branch = "" if g["in_lineage"] else " (not in the final model's lineage)"

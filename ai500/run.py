@@ -132,6 +132,19 @@ def claim_for_resume(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) ->
     return manifest
 
 
+def restore(ckpt, state: dict, cfg: config.RunConfig, dist: distlib.Dist, manifest: dict,
+            steps_per_epoch: int) -> None:
+    """Every rank restores the checkpoint from the same files, so all start from one state; the
+    ranks agree on any error before the next collective."""
+    error = None
+    try:
+        checkpoint.restore(ckpt, state, Path(cfg.resume), manifest, steps_per_epoch, dist.rank,
+                           dist.size)
+    except Ai500Error as exc:
+        error = exc
+    distlib.agree(error, dist)
+
+
 def open_segment(run_dir: Path, dist: distlib.Dist) -> tuple[int, Path]:
     """Rank 0 (holding the lock) clears half-written checkpoints and creates the next segment's
     directory; every rank gets its index and path."""
@@ -265,18 +278,10 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
     except Ai500Error as exc:
         error = exc
     distlib.agree(error, dist)
-    ckpt = None
-    if checkpointing:
-        state = workload.checkpoint_state()
-        ckpt = tf.train.Checkpoint(**state)
+    state = workload.checkpoint_state() if checkpointing else {}
+    ckpt = tf.train.Checkpoint(**state) if checkpointing else None
     if manifest is not None:
-        error = None
-        try:  # every rank reads the same files, so all start from identical state
-            checkpoint.restore(ckpt, state, Path(cfg.resume), manifest, workload.steps_per_epoch,
-                               dist.rank, dist.size)
-        except Ai500Error as exc:
-            error = exc
-        distlib.agree(error, dist)
+        restore(ckpt, state, cfg, dist, manifest, workload.steps_per_epoch)
     hosts_pids = distlib.allgather_object((dist.host, os.getpid()), "hosts")
     hosts = [host for host, _ in hosts_pids]
     meter = NodeEnergy(cfg, dist, [pid for host, pid in hosts_pids if host == dist.host])

@@ -290,3 +290,304 @@ def test_restore_of_another_model_is_refused(tmp_path):
     with pytest.raises(DataError, match="does not fit this workload") as info:
         checkpoint.restore(tf.train.Checkpoint(**state), state, run, manifest, 8, 0, 2)
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- real runs, interrupted and resumed
+
+
+def _args(data: Path, out: Path, name: str, epochs: int, *extra: str) -> list[str]:
+    return ["--benchmark", "resnet", "--preset", "ci", "--data", str(data), "--out", str(out),
+            "--run-name", name, "--epochs", str(epochs), "--no-stop-at-target",
+            "--checkpoint-every", "1", "--stall-timeout", str(STALL_S), *extra]
+
+
+def _manifest_epoch(run: Path) -> int | None:
+    try:
+        return json.loads((run / checkpoint.MANIFEST_NAME).read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _wait_for_lock_holder_to_exit(run: Path, timeout: float = 60) -> None:
+    """mpirun can return while the killed rank 0 is still exiting; a resume must wait for it."""
+    deadline = time.monotonic() + timeout
+    while (lock := rundir.read_lock(run)) is not None and lock.alive():
+        assert time.monotonic() < deadline, "the interrupted run's rank 0 never exited"
+        time.sleep(0.5)
+
+
+def _weights(run: Path) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    manifest = json.loads((run / checkpoint.MANIFEST_NAME).read_text())
+    reader = tf.train.load_checkpoint(str(run / manifest["path"] / checkpoint.STATE_PREFIX))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if key != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, hep_ci_data):
+    """An uninterrupted 2-rank run of 4 epochs; the same run hung in epoch 2 (a resume attempted
+    while it is alive), ended by the watchdog, then resumed on 2 ranks and a copy on 1 rank."""
+    out = tmp_path_factory.mktemp("resume")
+    full = mpirun(2, _args(hep_ci_data, out, "full", 4))
+    assert full.returncode == 0, full.stderr[-3000:]
+    auc = read_trace(out / "full" / "trace-rank00000.h5").epochs["val_auc"]
+    # A target first reached in epoch 2 or 3, which the resumed segment will run.
+    target = next((auc[e] for e in (2, 3) if auc[e] > max(auc[:e])), None)
+    extra = ["--target", repr(float(target))] if target is not None else []
+    cut_args = _args(hep_ci_data, out, "cut", 4, *extra)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "AI500_FAULT": "rank=1,epoch=2,kind=hang"}
+    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2",
+           sys.executable, "-m", "ai500.run", *cut_args]
+    cut = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while _manifest_epoch(out / "cut") != 1:  # the checkpoint of epoch 1 is in place
+            assert cut.poll() is None and time.monotonic() < deadline, "no checkpoint of epoch 1"
+            time.sleep(0.5)
+        while_alive = mpirun(2, ["--resume", str(out / "cut")], timeout=120)
+        _, cut_err = cut.communicate(timeout=240)
+    finally:
+        if cut.poll() is None:
+            cut.kill()
+    assert cut.returncode != 0 and "no progress for" in cut_err, cut_err[-3000:]
+    _wait_for_lock_holder_to_exit(out / "cut")
+    traces_before = {p.name: p.read_bytes() for p in (out / "cut").glob("trace-rank*.h5")}
+    shutil.copytree(out / "cut", out / "cut-np1")
+    shutil.copytree(out / "cut", out / "cut-pristine")
+    again = mpirun(2, ["--resume", str(out / "cut")])
+    one = mpirun(1, ["--resume", str(out / "cut-np1")])
+    return {"out": out, "full": full, "while_alive": while_alive, "again": again, "one": one,
+            "target": target, "traces_before": traces_before}
+
+
+def test_a_resume_into_a_live_run_is_refused_with_one_line(resumed):
+    result = resumed["while_alive"]
+    assert result.returncode != 0
+    lines = error_lines(result)
+    assert len(lines) == 1 and "in use by a live run" in lines[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not (resumed["out"] / "cut-pristine" / "segment-01").exists()
+
+
+def test_resume_on_the_same_ranks_ends_with_the_uninterrupted_weights(resumed):
+    out = resumed["out"]
+    assert resumed["again"].returncode == 0, resumed["again"].stderr[-3000:]
+    full, cut = _weights(out / "full"), _weights(out / "cut")
+    assert sorted(full) == sorted(cut) and len(full) > 10
+    for key in full:
+        np.testing.assert_allclose(cut[key], full[key], rtol=0, atol=1e-6, err_msg=key)
+    # The evaluation after the resume sees the same model on every rank, batch-norm statistics
+    # included: its metrics repeat the uninterrupted run's.
+    a = read_trace(out / "full" / "trace-rank00000.h5").epochs
+    b = read_trace(out / "cut" / "segment-01" / "trace-rank00000.h5").epochs
+    assert b["epoch"].tolist() == [2, 3]
+    for key in ("train_loss", "val_auc", "val_loss"):
+        np.testing.assert_allclose(b[key], a[key][2:], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_resume_keeps_the_earlier_traces_and_adds_a_segment(resumed):
+    run = resumed["out"] / "cut"
+    for name, data in resumed["traces_before"].items():
+        assert (run / name).read_bytes() == data
+    names = sorted(p.name for p in run.iterdir())
+    assert names == ["checkpoint.json", "checkpoints", "config.json", "mllog.txt",
+                     "segment-01", "summary.h5", "summary.json", "trace-rank00000.h5",
+                     "trace-rank00001.h5"]  # the lock is gone: the resume ended cleanly
+    segment = json.loads((run / "segment-01" / "segment.json").read_text())
+    assert segment["resumed_from"]["epoch"] == 1 and segment["resumed_from"]["segment"] == 0
+    assert segment["run_id"] == json.loads((run / "config.json").read_text())["run_id"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch00003-seg01"]
+    assert json.loads((run / "checkpoint.json").read_text())["final"] is True
+
+
+def test_resumed_summary_reports_both_times_and_says_which_is_which(resumed):
+    s = load_summary(resumed["out"] / "cut")
+    assert s["status"] == "ok" and s["resumed"] is True and s["mlperf_valid"] is False
+    assert [e["epoch"] for e in s["epochs"]] == [0, 1, 2, 3]
+    assert [e["segment"] for e in s["epochs"]] == [0, 0, 1, 1]
+    assert [seg["ranks"] for seg in s["segments"]] == [2, 2]
+    assert s["segments"][0]["epochs_recorded"] == [0, 1] and s["segments"][1]["resumed_from_epoch"] == 1
+    assert "MLPerf" in s["time_to_quality_definition"]
+    assert "sum" in s["time_to_quality_training_definition"]
+    assert s["throughput"]["epochs_measured"] == [1, 3]  # each segment's first epoch is warm-up
+    seg1 = read_trace(resumed["out"] / "cut" / "segment-01" / "trace-rank00000.h5")
+    seg0 = read_trace(resumed["out"] / "cut" / "trace-rank00000.h5")
+    resumed_from = json.loads((resumed["out"] / "cut" / "segment-01" / "segment.json").read_text())
+    offset = seg1.attrs["wall_start"] - seg0.attrs["wall_start"]
+    last = s["epochs"][-1]
+    assert last["t_end_s"] == pytest.approx(offset + seg1.epochs["t_eval_end"][-1], abs=0.05)
+    assert last["t_end_training_s"] == pytest.approx(
+        resumed_from["resumed_from"]["elapsed_s"] + seg1.epochs["t_eval_end"][-1], abs=0.05)
+    # The gap (the hang, the watchdog's timeout, the restart) is on the MLPerf clock only.
+    assert last["t_end_s"] - last["t_end_training_s"] > STALL_S
+    if resumed["target"] is not None:
+        assert s["quality"]["reached"] and s["time_to_quality_epoch"] in (2, 3)
+        assert s["time_to_quality_s"] - s["time_to_quality_training_s"] > STALL_S
+    text = resumed["again"].stdout
+    assert "MLPerf clock" in text and "training time" in text and "not a valid MLPerf" in text
+
+
+def test_resume_on_another_rank_count_runs_to_the_end(resumed):
+    result = resumed["one"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    s = load_summary(resumed["out"] / "cut-np1")
+    assert s["status"] == "ok" and [seg["ranks"] for seg in s["segments"]] == [2, 1]
+    assert [e["epoch"] for e in s["epochs"]] == [0, 1, 2, 3]
+    # One rank takes the whole training shard: twice the samples per rank, the same global count.
+    assert len({e["global_samples"] for e in s["epochs"]}) == 1
+    assert "time_to_quality_s" in s and "time_to_quality_training_s" in s
+    if s["quality"]["reached"]:
+        assert s["time_to_quality_training_s"] < s["time_to_quality_s"]
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing", "no checkpoint.json"),
+    ("truncated_data", "truncated or replaced"),
+    ("other_benchmark", "a checkpoint of benchmark 'dcgan'"),
+    ("schema", "schema version 99"),
+])
+def test_bad_checkpoint_ends_a_resume_on_every_rank_with_one_line(resumed, tmp_path, case,
+                                                                  fragment):
+    run = tmp_path / "cut"
+    shutil.copytree(resumed["out"] / "cut-pristine", run)
+    _damage(run, case)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    result = mpirun(2, ["--resume", str(run)], timeout=120)
+    assert result.returncode != 0
+    lines = error_lines(result)
+    assert len(lines) == 1 and fragment in lines[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not (run / "segment-01").exists()
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing written
+
+
+def test_checkpoint_of_another_model_fails_the_restore_on_every_rank(resumed, tmp_path):
+    import tensorflow as tf
+
+    run = tmp_path / "cut"
+    shutil.copytree(resumed["out"] / "cut-pristine", run)
+    manifest = json.loads((run / checkpoint.MANIFEST_NAME).read_text())
+    # A well-formed checkpoint with a consistent manifest, but of a different network.
+    tf.train.Checkpoint(**_state(width=3)).write(str(run / manifest["path"] / "state"))
+    manifest["files"] = {p.name: p.stat().st_size for p in (run / manifest["path"]).iterdir()}
+    (run / checkpoint.MANIFEST_NAME).write_text(json.dumps(manifest))
+    result = mpirun(2, ["--resume", str(run)], timeout=240)
+    assert result.returncode != 0
+    lines = error_lines(result)
+    assert len(lines) == 1 and "does not fit this workload" in lines[0], result.stderr[-3000:]
+    assert not (run / "segment-01").exists() and not (run / rundir.LOCK_NAME).exists()
+
+
+def test_dcgan_resume_ends_with_the_uninterrupted_networks_and_average(tmp_path):
+    # Two networks, two optimizers and the generator's weight average, per-rank latent noise.
+    base = ["--benchmark", "dcgan", "--preset", "ci", "--out", str(tmp_path), "--epochs", "3",
+            "--no-stop-at-target", "--checkpoint-every", "1", "--stall-timeout", str(STALL_S)]
+    full = mpirun(2, [*base, "--run-name", "full"])
+    assert full.returncode == 0, full.stderr[-3000:]
+    cut = mpirun(2, [*base, "--run-name", "cut"], env={"AI500_FAULT": "rank=1,epoch=2,kind=exit"})
+    assert cut.returncode != 0 and _manifest_epoch(tmp_path / "cut") == 1, cut.stderr[-3000:]
+    _wait_for_lock_holder_to_exit(tmp_path / "cut")
+    again = mpirun(2, ["--resume", str(tmp_path / "cut")])
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert sorted(a) == sorted(b) and any(key.startswith("generator_ema/") for key in a)
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-6, err_msg=key)
+    quality_full = load_summary(tmp_path / "full")["epochs"][-1]["val_quality"]
+    assert load_summary(tmp_path / "cut")["epochs"][-1]["val_quality"] == pytest.approx(
+        quality_full, abs=1e-6)
+
+
+# ---------------------------------------------------------------- joining segments (hand-made traces)
+
+RECORD = {
+    "run_id": "run1", "kind": "training",
+    "config": {"benchmark": "resnet", "preset": "ci", "seed": 0, "train": {"batch_size": 10},
+               "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True,
+                           "vflops_exponent": 5.0},
+               "system": {"energy": {"enabled": True},
+                          "cost": {"price_per_node_hour": 3600.0, "currency": "EUR"}}},
+    "dist": {"size": 2, "hosts": ["a", "a"], "nodes": 1},
+    "flops_per_sample": {"forward": 100.0, "train": 300.0, "method": "test"},
+}
+
+
+def _segment(directory: Path, record: dict, wall: float, epochs: dict[int, float],
+             status: str) -> None:
+    """Traces of one segment: each epoch trains 2 s (rank 1: 3 s) then evaluates 1 s, back to
+    back from run_start; `epochs` maps epoch -> val_auc; 10 W metered on rank 0 throughout."""
+    from ai500.trace import TraceWriter, trace_name
+
+    directory.mkdir(exist_ok=True)
+    name = "config.json" if "resumed_from" not in record else "segment.json"
+    (directory / name).write_text(json.dumps(record))
+    end = 4.0 * len(epochs)
+    for rank in range(record["dist"]["size"]):
+        w = TraceWriter(directory / trace_name(rank), {
+            "run_id": "run1", "rank": rank, "size": record["dist"]["size"], "host": "a",
+            "wall_start": wall, "init_seconds": 5.0})
+        if rank == 0:
+            w.set_group("energy", {"t": [-1.0, end + 1.0], "estimated:node": [0.0, 10.0 * (end + 2)]})
+        for i, (epoch, auc) in enumerate(epochs.items()):
+            t = 4.0 * i
+            w.add_epoch({"epoch": epoch, "t_start": t, "t_train_end": t + 2.0 + rank,
+                         "t_eval_end": t + 4.0, "samples": 100, "train_loss": 0.5,
+                         "val_auc": auc})
+        w.close(status)
+
+
+def test_segments_join_along_the_final_models_lineage(tmp_path):
+    from ai500 import aggregate
+
+    # Segment 0 ran epochs 0-2 (checkpoint after epoch 1) and died in epoch 3; resume 1 (one
+    # rank) died in its first epoch after the flush, before any checkpoint; resume 2 (two ranks)
+    # started again from epoch 1's checkpoint and finished epochs 2-3.
+    _segment(tmp_path, RECORD, 1000.0, {0: 0.5, 1: 0.6, 2: 0.7}, "running")
+    origin = {"segment": 0, "epoch": 1, "elapsed_s": 8.5, "path": "x", "ranks": 2}
+    one = {**RECORD, "dist": {"size": 1, "hosts": ["a"], "nodes": 1}, "segment": 1,
+           "resumed_from": origin}
+    _segment(tmp_path / "segment-01", one, 1100.0, {2: 0.75}, "running")
+    _segment(tmp_path / "segment-02", {**RECORD, "segment": 2, "resumed_from": origin}, 1200.0,
+             {2: 0.7, 3: 0.9}, "ok")
+    s = aggregate.aggregate(tmp_path)
+    assert s["status"] == "ok" and s["resumed"] is True and s["mlperf_valid"] is False
+    assert [(e["epoch"], e["segment"]) for e in s["epochs"]] == [(0, 0), (1, 0), (2, 2), (3, 2)]
+    assert [g["in_lineage"] for g in s["segments"]] == [True, False, True]
+    assert [g["training_s"] for g in s["segments"]] == [8.5, None, 8.0]
+    # Target 0.8 first reached at epoch 3, segment 2's second epoch, evaluated at 8 s.
+    assert s["time_to_quality_epoch"] == 3
+    assert s["time_to_quality_s"] == pytest.approx(200.0 + 8.0)
+    assert s["time_to_quality_training_s"] == pytest.approx(8.5 + 8.0)
+    assert s["epochs"][1]["t_end_training_s"] == pytest.approx(8.0)
+    assert s["run_training_s"] == pytest.approx(16.5)
+    # Throughput over epochs 1 and 3 (each segment's first excluded): 200 samples in 3 s each.
+    assert s["throughput"]["epochs_measured"] == [1, 3]
+    assert s["throughput"]["samples_per_s"] == pytest.approx(400 / 6.0)
+    # Energy: 10 W over every segment's own run (12 s, 4 s, 8 s) and to quality the first two
+    # whole plus segment 2 to its 8 s quality point; cost the same seconds on one node.
+    assert s["energy"]["joules"] == pytest.approx(10.0 * 24)
+    assert s["energy"]["joules_to_quality"] == pytest.approx(10.0 * 24)
+    assert s["cost"]["node_hours_to_quality"] == pytest.approx(24 / 3600)
+    assert [n["segment"] for n in s["energy"]["per_node"]] == [0, 1, 2]
+    text = aggregate.format_summary(s)
+    assert "208 s (epoch 3) on the MLPerf clock" in text and "16.5 s training time" in text
+    assert "segment 1      1 rank(s), epochs 2, resumed from the checkpoint of epoch 1" in text
+    assert "not in the final model's lineage" in text
+    # mllog.txt spans the segments: four epochs, run_stop at the MLPerf-clock quality point.
+    log = (tmp_path / "mllog.txt").read_text()
+    assert log.count('"epoch_start"') == 4 and '"time_ms": 1208000.0' in log
+
+
+def test_a_lineage_segment_without_its_checkpoint_epoch_fails_the_summary(tmp_path):
+    from ai500 import aggregate
+
+    _segment(tmp_path, RECORD, 1000.0, {0: 0.5}, "running")  # epoch 1's trace row is missing
+    origin = {"segment": 0, "epoch": 1, "elapsed_s": 8.5, "path": "x", "ranks": 2}
+    _segment(tmp_path / "segment-01", {**RECORD, "segment": 1, "resumed_from": origin}, 1100.0,
+             {2: 0.9}, "ok")
+    s = aggregate.aggregate(tmp_path)
+    assert s["status"] == "failed" and s["time_to_quality_s"] is None
+    assert any("before epoch 1" in why for why in s["lineage_problems"])
