@@ -29,3 +29,10 @@ class TrainingError(Ai500Error):
 # RuntimeError, ValueError or TypeError where a corrupt object header, link table, heap or
 # datatype is read. Readers turn these into a DataError naming the file.
 HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (a KeyError's unquoted), or its type's name: what a
+    one-line error message quotes of a library's error."""
+    text = str(exc.args[0]) if exc.args else ""
+    return text.splitlines()[0] if text else type(exc).__name__

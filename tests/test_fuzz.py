@@ -290,12 +290,7 @@ def _failures(reader: str, cases: dict[Path, str], outcomes: dict[str, dict]) ->
     return bad
 
 
-@pytest.mark.parametrize("reader", [
-    *(r for r in READERS if r != "weather"),
-    pytest.param("weather", marks=pytest.mark.xfail(strict=True, reason=(
-        "ai500/data/weather.py catches only OSError from h5py; a damaged file also raises "
-        "RuntimeError or KeyError there (ai500.errors.HDF5_ERRORS lists them): a traceback"))),
-])
+@pytest.mark.parametrize("reader", READERS)
 def test_corrupted_files_give_a_clean_error_or_valid_data(reader, inputs, tmp_path):
     rng = np.random.default_rng([SEED, READERS.index(reader)])
     cases = make_cases(reader, inputs[reader], tmp_path, rng)

@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 from ai500.data import common
-from ai500.errors import HDF5_ERRORS, DataError
+from ai500.errors import HDF5_ERRORS, DataError, first_line
 
 CHANNELS: tuple[str, ...] = ("calorimeter_energy", "em_fraction", "track_multiplicity")
 KEYS = ("data", "label", "weight", "normweight")
@@ -251,12 +251,6 @@ def split_files(data_dir: Path, split: str) -> list[Path]:
     return common.split_files(data_dir, split, ".h5")
 
 
-def _first_line(exc: Exception) -> str:
-    """The first line of an exception's text (a KeyError's unquoted), or its type's name."""
-    text = str(exc.args[0]) if exc.args else ""
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]:
     """Check each file's layout (readable HDF5, all KEYS numeric datasets, data (N, 3, S, S) with
     N, S >= 1, one S across files and S == image_size if given, 1-D arrays of length N) without
@@ -292,7 +286,7 @@ def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]
                                         f"expected ({shape[0]},)")
                 counts.append(int(shape[0]))
         except HDF5_ERRORS as e:
-            raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({_first_line(e)})") from None
+            raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({first_line(e)})") from None
     return counts
 
 
@@ -320,7 +314,7 @@ def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> d
             with h5py.File(path, "r") as f:
                 block = {k: np.asarray(f[k][lo:hi], dtype=np.float32) for k in KEYS}
         except HDF5_ERRORS as e:
-            raise DataError(f"{path}: cannot read events {lo}..{hi} ({_first_line(e)})") from None
+            raise DataError(f"{path}: cannot read events {lo}..{hi} ({first_line(e)})") from None
         for key, values in block.items():
             if not np.all(np.isfinite(values)):
                 raise DataError(f"{path}: {key} holds non-finite values in events {lo}..{hi}")

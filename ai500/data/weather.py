@@ -77,7 +77,7 @@ import h5py
 import numpy as np
 
 from ai500.data import common
-from ai500.errors import ConfigError, DataError
+from ai500.errors import HDF5_ERRORS, ConfigError, DataError, first_line
 
 CHANNELS: tuple[str, ...] = ("PRECT", "PS", "PSL", "QREFHT", "T200", "T500", "TMQ", "TREFHT", "TS",
                              "U850", "UBOT", "V850", "VBOT", "Z1000", "Z200", "ZBOT")
@@ -646,9 +646,8 @@ def inspect_files(files: list[Path], channels: int = len(CHANNELS)) -> list[int]
                                     f"{size[0]}x{size[1]}")
                 size = shape[2:]
                 counts.append(int(shape[0]))
-        except OSError as exc:
-            raise DataError(f"{path}: not a readable HDF5 file or truncated "
-                            f"({str(exc).splitlines()[0]})") from None
+        except HDF5_ERRORS as exc:
+            raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({first_line(exc)})") from None
     return counts
 
 
@@ -689,9 +688,8 @@ def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> d
             with h5py.File(path, "r") as f:
                 block = np.asarray(f["images"][lo:hi], dtype=np.float32)
                 box = np.asarray(f["boxes"][lo:hi], dtype=np.float32)
-        except (OSError, KeyError) as exc:
-            raise DataError(f"{path}: cannot read samples {lo}..{hi} "
-                            f"({str(exc).splitlines()[0]})") from None
+        except HDF5_ERRORS as exc:
+            raise DataError(f"{path}: cannot read samples {lo}..{hi} ({first_line(exc)})") from None
         finite = np.isfinite(block).all(axis=(2, 3))
         if not finite.all():
             i, c = (int(v) for v in np.argwhere(~finite)[0])
