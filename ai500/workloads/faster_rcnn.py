@@ -248,7 +248,7 @@ class Workload:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
+        from matplotlib.patches import Patch, Rectangle
 
         channel = weather.CHANNELS.index("TMQ")
         pick = int(np.argmax((self.val_boxes[..., 4] >= 0).sum(axis=1)))
@@ -271,8 +271,10 @@ class Workload:
                 ax.text(box[1], box[2], f"{CLASS_KEYS[cls]} {score:.2f}", color=colours(int(cls)),
                         fontsize=8, va="bottom")
         ax.set_title(f"validation field {int(self.val_index[pick])}: true boxes solid, detections "
-                     "dashed\n"
-                     + "  ".join(f"{k}={n}" for k, n in zip(CLASS_KEYS, weather.CLASSES)), fontsize=9)
+                     "(score ≥ 0.5) dashed", fontsize=9)
+        ax.legend(handles=[Patch(color=colours(c), label=f"{k}: {n.replace('_', ' ')}")
+                           for c, (k, n) in enumerate(zip(CLASS_KEYS, weather.CLASSES))],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8, frameon=False)
         path = Path(run_dir) / "validation_boxes.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
