@@ -72,9 +72,9 @@ def _field(record: dict, dotted: str, check: Callable[[Any], bool], expected: st
     value: Any = record
     for key in dotted.split("."):
         if not isinstance(value, dict) or key not in value:
-            if required or not isinstance(value, dict):
+            if required or not (isinstance(value, dict) or value is None):
                 raise DataError(f"{source}: no {dotted}")
-            return
+            return  # an optional field, or one inside an optional section that is null
         value = value[key]
     if not check(value):
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
@@ -618,7 +618,7 @@ def aggregate(run_dir: Path) -> dict:
 
         # A resumed run's epochs come from several segments: rank 0's row of the joined arrays.
         epochs = ({k: v[0] if np.ndim(v) == 2 else v for k, v in arrays.items()}
-                  if summary["resumed"] else None)
+                  if summary.get("resumed") else None)
         write_mllog(run_dir, epochs=epochs)
     return summary
 

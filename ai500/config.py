@@ -227,8 +227,8 @@ def load_preset(benchmark: str, preset: str) -> dict[str, dict[str, Any]]:
     return presets[preset]
 
 
-# An override must be of the kind of the value it replaces (the dataclass sections train and
-# quality are checked against their fields' types instead).
+# An override must be of the kind of the value it replaces (the sections train, quality and
+# micro are checked against their dataclasses' field types instead).
 _KINDS: dict[type, tuple[tuple[type, ...], str]] = {
     bool: ((bool,), "true or false"), int: ((int,), "a whole number"),
     float: ((int, float), "a number"), str: ((str,), "text"), list: ((list,), "a list"),
@@ -268,7 +268,8 @@ def _merge_override(sections: dict[str, dict[str, Any]], path: str, flag: str = 
         unknown = sorted(set(values) - set(sections[name])) if flag == "--system" else []
         if unknown:
             raise ConfigError(f"{flag} {path}: unknown key(s) {', '.join(unknown)} in {name!r}")
-        typed = flag == "--config" and name in ("train", "quality")
+        # train, quality and micro are checked field by field by their own dataclasses
+        typed = flag == "--config" and name in ("train", "quality", "micro")
         for key, value in values.items():
             _check_override(value, None if typed else sections[name].get(key),
                             f"{flag} {path}: {name}.{key}")
