@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="micro benchmarks: comma-separated size names from the preset's table "
                    "[default: all]")
     p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="K",
-                   help="write a checkpoint every K epochs and after the last one (rank 0, into "
-                   "the run directory), so that --resume can continue the run [default: none]")
+                   help="write a checkpoint every K epochs and after the last one (into the run "
+                   "directory), so that --resume can continue the run [default: none]")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a stopped run from its last checkpoint, on any number of "
                    "ranks, appending to RUN_DIR; its config.json decides everything but "
