@@ -31,7 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ai500.errors import HDF5_ERRORS, DataError
+from ai500.errors import HDF5_ERRORS, DataError, first_line
 
 SCHEMA_VERSION = 1
 MAX_STEP_ROWS = 4096
@@ -215,9 +215,7 @@ def read_trace(path: Path) -> Trace:
                     raise DataError(f"{path}: {name} is not a group of columns")
                 groups[name] = {k: _column(path, f"{name}/{k}", group[k]) for k in group}
     except HDF5_ERRORS as exc:
-        text = str(exc.args[0]) if exc.args else ""  # args[0]: a KeyError's text unquoted
-        detail = text.splitlines()[0] if text else type(exc).__name__
-        raise DataError(f"{path}: not a readable HDF5 trace ({detail})") from None
+        raise DataError(f"{path}: not a readable HDF5 trace ({first_line(exc)})") from None
     for name, columns in groups.items():
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:

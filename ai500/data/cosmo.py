@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ai500.data import common
-from ai500.errors import DataError
+from ai500.errors import DataError, first_line
 
 SLOPE = -2.5  # P(k) ∝ k^SLOPE
 SIGMA = 0.8  # lognormal width
@@ -145,7 +145,7 @@ def open_maps(path: Path, image_size: int | None = None) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001  (numpy parses the header as a Python literal: a
         # damaged one raises ValueError, SyntaxError, tokenize.TokenError, TypeError, ...)
         raise DataError(f"{path}: not a readable .npy file or truncated "
-                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+                        f"({first_line(exc)})") from None
     if not isinstance(maps, np.ndarray):  # np.load opens a zip archive as an .npz
         raise DataError(f"{path}: not a .npy file (an .npz archive or another format)")
     if maps.ndim != 3 or maps.shape[1] != maps.shape[2] or min(maps.shape) < 1:
