@@ -376,6 +376,10 @@ def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: Trace
         row.update(workload.evaluate())
         beat()
         row["t_eval_end"] = clock() - run_start
+        if cfg.quality.metric not in row:  # every rank evaluates the same metrics: all stop here
+            known = ", ".join(k for k in row if k.startswith("val_"))
+            raise ConfigError(f"quality metric {cfg.quality.metric!r} is not one that "
+                              f"{cfg.benchmark} reports ({known})", everywhere=True)
         trace.add_epoch(row)
         trace.add_system(row["t_eval_end"], process.cpu_percent(), process.memory_info().rss)
         trace.flush()

@@ -146,6 +146,21 @@ def test_bad_options_fail_fast_with_one_line(tmp_path, args, fragment):
     assert not any(tmp_path.iterdir())  # no run directory for a run that never started
 
 
+def test_unknown_quality_metric_ends_every_rank_with_one_line_and_a_failed_summary(tmp_path):
+    override = tmp_path / "metric.yaml"
+    override.write_text("quality: {metric: val_nonesuch}\n")
+    out = tmp_path / "runs"
+    result = mpirun(2, ["--benchmark", "resnet", "--preset", "ci", "--out", str(out),
+                        "--config", str(override)], timeout=180)
+    assert result.returncode != 0
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "'val_nonesuch' is not one that resnet reports" in lines[0], \
+        result.stderr
+    assert "val_auc" in lines[0] and "Traceback" not in result.stderr
+    summary = load_summary(only_run_dir(out))
+    assert summary["status"] == "failed" and summary["time_to_quality_s"] is None
+
+
 def _write_hep(path, n=64, size=64, drop=None, shape=None, nan=False):
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:

@@ -631,6 +631,9 @@ def inspect_files(files: list[Path], channels: int = len(CHANNELS)) -> list[int]
                 if missing:
                     raise DataError(f"{path}: missing dataset(s) {', '.join(missing)}")
                 images, boxes = f["images"], f["boxes"]
+                for name, obj in (("images", images), ("boxes", boxes)):
+                    if not isinstance(obj, h5py.Dataset):
+                        raise DataError(f"{path}: {name} is not a dataset")
                 shape = images.shape
                 if len(shape) != 4 or shape[1] != channels:
                     raise DataError(f"{path}: images have shape {shape}, expected (N, {channels}, H, W)")
