@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from ai500 import config
@@ -91,3 +93,17 @@ def test_system_file_overrides_and_rejects_unknown_keys(tmp_path):
     bad.write_text("energy: {watts_per_cpu: 10.0}\n")
     with pytest.raises(ConfigError, match="unknown key.*watts_per_cpu"):
         config.resolve(["--benchmark", "resnet", "--system", str(bad)])
+
+
+def test_resnet_data_section_rejects_unknown_and_impossible_values(tmp_path):
+    from ai500.dist import Dist
+    from ai500.workloads import resnet
+
+    dist = Dist(rank=0, size=1, local_rank=0, local_size=1, host="test")
+    for text, fragment in (("data: {stem_width: 4}", "unknown key(s) stem_width"),
+                           ("data: {n_val: 0}", "must be >= 1")):
+        override = tmp_path / "override.yaml"
+        override.write_text(text + "\n")
+        cfg = config.resolve(["--benchmark", "resnet", "--preset", "ci", "--config", str(override)])
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            resnet.Workload(cfg, dist)

@@ -7,6 +7,7 @@ events' `normweight`; accuracy at a 0.5 score threshold, unweighted.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ai500 import dist as distlib
-from ai500.config import RunConfig
+from ai500.config import RunConfig, settings_from
 from ai500.data import common, hep
 from ai500.dist import Dist
 from ai500.errors import ConfigError
@@ -25,13 +26,27 @@ from ai500.workloads.schedule import LinearScalingSchedule
 EVAL_BATCH = 256
 
 
-def load_shards(data: dict[str, Any], data_path: str | None, dist: Dist) -> tuple[dict, dict, str]:
+@dataclass(frozen=True)
+class DataSettings:
+    """The `data` section: image size (pixels; files must match), synthetic set sizes and seed."""
+
+    image_size: int
+    n_train: int
+    n_val: int
+    seed: int
+
+    def __post_init__(self):
+        if min(self.image_size, self.n_train, self.n_val) < 1:
+            raise ValueError("image_size, n_train and n_val must be >= 1")
+
+
+def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[dict, dict, str]:
     """This rank's training shard (equal sizes on all ranks) and validation shard (all events
     covered), from files in the HEP-CNN layout or, without a path, generated in memory.
     No collectives here: a rank whose shard is bad must reach the error agreement."""
-    size = int(data["image_size"])
+    size = data.image_size
     if data_path is None:
-        n_train, n_val, seed = int(data["n_train"]), int(data["n_val"]), int(data["seed"])
+        n_train, n_val, seed = data.n_train, data.n_val, data.seed
         t0, t1 = hep.shard_range(n_train, dist.rank, dist.size, equal=True)
         v0, v1 = hep.shard_range(n_val, dist.rank, dist.size, equal=False)
         train = hep.generate_events(t0, t1 - t0, seed, size)
@@ -56,7 +71,8 @@ class Workload:
 
     def __init__(self, cfg: RunConfig, dist: Dist):
         self.cfg, self.dist = cfg, dist
-        self.train, self.val, self.data_source = load_shards(cfg.data, cfg.data_path, dist)
+        data = settings_from(DataSettings, cfg.data, "data")
+        self.train, self.val, self.data_source = load_shards(data, cfg.data_path, dist)
         image_shape = tuple(self.train["data"].shape[1:])
         try:
             model_cfg = ResNetConfig(**{**cfg.model, "input_shape": image_shape})
