@@ -633,9 +633,12 @@ def runs_table(runs: list[Run], several_sources: bool) -> Table:
     rows = []
     for r in sorted(runs, key=lambda r: (r.ranks or 0, r.repeat or 0, r.name)):
         s = r.summary or {}
+        ttq = num(s.get("time_to_quality_s")) if r.reached else "-"
+        if r.reached and s.get("resumed"):  # the MLPerf clock ran through the interruption
+            ttq += (f" (resumed: wall clock, not a valid MLPerf result; training time "
+                    f"{num(s.get('time_to_quality_training_s'))})")
         row = [r.name, str(r.ranks or "?"), str(r.repeat or "-"), r.status,
-               ("yes" if r.reached else "no") if r.ok and r.kind != "micro" else "-",
-               num(s.get("time_to_quality_s")) if r.reached else "-",
+               ("yes" if r.reached else "no") if r.ok and r.kind != "micro" else "-", ttq,
                num(_get(s, "throughput", "samples_per_s")) if r.ok else "-", r.problem or ""]
         rows.append(row + ([r.source] if several_sources else []))
     return Table("Every run", headers, rows)

@@ -219,3 +219,13 @@ def test_micro_runs_are_summarised_not_crashed_on(tmp_path):
     assert r["kind"] == "micro" and r["kernels"][0]["efficiency_at_max"]["value"] == 0.75
     assert "| conv | c1 | forward | 10 | 15 | 0.75 |" in md
     assert "not drawn for micro benchmarks" in md
+
+
+def test_a_resumed_run_says_its_time_is_wall_clock_and_gives_the_training_time(tmp_path):
+    resumed = {**summary(1, 100.0, ttq=30.0), "resumed": True, "mlperf_valid": False,
+               "time_to_quality_training_s": 20.0}
+    pts = [(1, 1, resumed, "ok"), (2, 1, summary(2, 190.0, ttq=16.0), "ok")]
+    _, md, _ = report(tmp_path, make_sweep(tmp_path, "w", pts))
+    assert ("| np0001-r01 | 1 | 1 | ok | yes | 30 (resumed: wall clock, not a valid MLPerf "
+            "result; training time 20) |") in md
+    assert "| np0002-r01 | 2 | 1 | ok | yes | 16 |" in md
