@@ -111,15 +111,18 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises ConfigError (one line, our exit path) instead of printing usage."""
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that raises `error_class` (printed as one line by the caller's exit path) instead
+    of printing the usage; a command line tool subclasses it to choose its error class."""
+
+    error_class: type[Exception] = ConfigError
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(message)
+        raise self.error_class(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineArgumentParser(
         prog="python -m ai500.run",
         description="Run one HPC AI500 benchmark on every rank of an MPI job "
         "(mpirun -np N python -m ai500.run ...).",

@@ -40,6 +40,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python launch/sweep.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ai500 import config
 from launch import launchers
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -110,11 +111,8 @@ def parse_ranks(text: str) -> list[int]:
     return ranks
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises SweepError (one line) instead of printing the usage."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise SweepError(message)
+class _Parser(config.OneLineArgumentParser):
+    error_class = SweepError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +170,7 @@ def _option_value(args: list[str], name: str) -> tuple[str | None, list[str]]:
 
 
 def _load_preset(benchmark: str, preset: str) -> dict:
-    from ai500 import config, registry
+    from ai500 import registry
     from ai500.errors import Ai500Error
 
     if benchmark not in registry.names():
@@ -232,7 +230,6 @@ def check_run_args(name: str, run_args: list[str], base: Path | None) -> None:
     """SweepError if ai500.run would refuse a point's arguments (checked here with its own
     parser, which needs no MPI), so a bad option stops the sweep before any point runs. A
     relative --data is taken from `base` where the jobs run from there (sbatch: the checkout)."""
-    from ai500 import config
     from ai500.errors import Ai500Error
 
     data, rest = _option_value(run_args, "--data")

@@ -3,7 +3,6 @@ in the real file layout, with the sizes of the given preset (or --train/--val ev
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 import time
@@ -20,8 +19,8 @@ SIZE_KEYS = {"hep": {"image_size": "image_size"}, "cosmo": {"image_size": "image
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ai500.data",
-                                     description="Generate synthetic datasets in the real layouts.")
+    parser = config.OneLineArgumentParser(prog="python -m ai500.data",
+                                          description="Generate synthetic datasets in the real layouts.")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="write a synthetic dataset")
     gen.add_argument("dataset", choices=sorted(DATASETS), help="which dataset")
@@ -31,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--train", type=config._positive_int, help="training events (overrides preset)")
     gen.add_argument("--val", type=config._positive_int, help="validation events (overrides preset)")
     gen.add_argument("--seed", type=config._nonnegative_int, help="data seed (overrides preset)")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as exc:
+        print(f"ai500: error: {exc}", file=sys.stderr)
+        return 2
     try:
         benchmark = DATASETS[args.dataset]
         data = config.load_preset(benchmark, args.preset).get("data", {})
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ai500: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"ai500: error: {exc}", file=sys.stderr)
+        print(f"ai500: error: cannot write the dataset under {args.out}: {exc}", file=sys.stderr)
         return 1
     for path in paths:
         print(f"wrote {path}")
