@@ -5,8 +5,8 @@
                    (benchmarks/bare_loop.py) of the same model, batch and optimizer;  target >= 0.97
   input pipeline   ai500.run reading the HDF5 dataset (--data)  vs  in-memory tensors;  >= 0.95
   energy sampler   ai500.run with the node energy sampler on  vs  --no-energy;  >= 0.99
-The variants run in interleaved rounds (A B C, A B C, ...) so drifts in machine load hit all of
-them alike; each ratio is of the medians over rounds, and for the energy pair also the median of
+The variants run in interleaved rounds of alternating order (A B C, C B A, ...) so drifts in
+machine load and order effects hit all of them alike; each ratio is of the medians over rounds, and for the energy pair also the median of
 the per-round ratios (the two runs of one round are adjacent in time). Throughput is global samples
 / the slowest rank's time over epochs 1.. (epoch 0 is warm-up) for every variant.
 
@@ -101,7 +101,10 @@ def main() -> None:
                     ("ai500.run, in-memory tensors", "ai500.run, in-memory, --no-energy")}
     results: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(args.rounds):
-        for name, measure in variants.items():
+        # Alternate the order (A B C, C B A, ...): neither a drift in load nor being run first
+        # (or right after another variant) favours one variant.
+        order = list(variants.items()) if round_ % 2 == 0 else list(variants.items())[::-1]
+        for name, measure in order:
             results[name].append(measure())
             print(f"round {round_ + 1}: {name:32s} {results[name][-1]:8.1f} samples/s", flush=True)
     median = {name: statistics.median(values) for name, values in results.items()}
