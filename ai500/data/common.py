@@ -7,7 +7,7 @@ range of that index.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +73,28 @@ def generate_dataset(out_dir: Path, sizes: dict[str, int], seed: int, suffix: st
     for split, path in zip(SPLITS, paths):
         write_split(path, sizes[split], split_seed(seed, split))
     return paths
+
+
+def check_file(path: Path) -> Path:
+    """`path` as a Path; DataError naming it when it is missing or empty (before a reader meets
+    the library's own, less clear, error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
+    return path
+
+
+def file_ranges(files: list[Path], counts: list[int], start: int,
+                stop: int) -> Iterator[tuple[Path, int, int]]:
+    """(file, lo, hi) for each file holding part of the global samples [start, stop) of the
+    concatenated `files` (with `counts` samples each): that file's rows lo..hi-1."""
+    if not 0 <= start < stop <= sum(counts):
+        raise ValueError(f"sample range [{start}, {stop}) is outside 0..{sum(counts)}")
+    offset = 0
+    for path, n in zip(files, counts):
+        lo, hi = max(start - offset, 0), min(stop - offset, n)
+        offset += n
+        if lo < hi:
+            yield path, lo, hi

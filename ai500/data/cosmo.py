@@ -135,11 +135,7 @@ def open_maps(path: Path, image_size: int | None = None) -> np.ndarray:
     """Memory-map one `.npy` map file after checking its layout: (N, S, S) real numbers with N >= 1
     and S == image_size if given, and the file long enough for its header's shape. DataError naming
     the file for a missing, empty, truncated, corrupt or wrongly shaped one."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file")
+    path = common.check_file(path)
     try:
         maps = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001  (numpy parses the header as a Python literal: a

@@ -258,10 +258,7 @@ def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]
     counts = []
     size = image_size
     for path in files:
-        if not Path(path).is_file():
-            raise DataError(f"{path}: no such file")
-        if Path(path).stat().st_size == 0:
-            raise DataError(f"{path}: empty file")
+        common.check_file(path)
         try:
             with h5py.File(path, "r") as f:
                 missing = [k for k in KEYS if k not in f]
@@ -301,15 +298,8 @@ def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> d
     Returns `data` (n, S, S, 3) float32 channels last and `label`, `weight`, `normweight` (n,) float32.
     DataError for unreadable events, non-finite values or a label other than 0 or 1.
     """
-    if not 0 <= start < stop <= sum(counts):
-        raise ValueError(f"event range [{start}, {stop}) is outside 0..{sum(counts)}")
     pieces: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
-    offset = 0
-    for path, n in zip(files, counts):
-        lo, hi = max(start - offset, 0), min(stop - offset, n)
-        offset += n
-        if lo >= hi:
-            continue
+    for path, lo, hi in common.file_ranges(files, counts, start, stop):
         try:
             with h5py.File(path, "r") as f:
                 block = {k: np.asarray(f[k][lo:hi], dtype=np.float32) for k in KEYS}

@@ -620,11 +620,7 @@ def inspect_files(files: list[Path], channels: int = len(CHANNELS)) -> list[int]
     counts: list[int] = []
     size = None
     for path in files:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: empty file")
+        path = common.check_file(path)
         try:
             with h5py.File(path, "r") as f:
                 missing = [k for k in ("images", "boxes") if k not in f]
@@ -678,15 +674,8 @@ def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> d
     """Read global samples [start, stop) of the concatenated `files` (with `counts` samples each), only
     those: `images` (n, 16, H, W) float32 and `boxes` (n, 15, 5) float32. Raises DataError for unreadable
     data, non-finite images or invalid used boxes."""
-    if not 0 <= start < stop <= sum(counts):
-        raise ValueError(f"sample range [{start}, {stop}) is outside 0..{sum(counts)}")
     images, boxes = [], []
-    offset = 0
-    for path, n in zip(files, counts):
-        lo, hi = max(start - offset, 0), min(stop - offset, n)
-        offset += n
-        if lo >= hi:
-            continue
+    for path, lo, hi in common.file_ranges(files, counts, start, stop):
         try:
             with h5py.File(path, "r") as f:
                 block = np.asarray(f["images"][lo:hi], dtype=np.float32)
