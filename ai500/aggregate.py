@@ -34,6 +34,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ai500 import rundir
 from ai500.errors import Ai500Error, DataError
 from ai500.metrics import scoring
 from ai500.segments import Segment, describe, join, lineage, load_segments
@@ -163,15 +164,8 @@ def load_run(run_dir: Path, record_name: str = "config.json", require_traces: bo
     A resumed run's segment directory is read the same way with `record_name` segment.json,
     and may hold no usable trace (a resume that failed in its first epoch)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DataError(f"{run_dir}: no such run directory")
     source = run_dir / record_name
-    try:
-        cfg = json.loads(source.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{run_dir}: no {record_name} (not a run directory)") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{source}: unreadable or not JSON ({exc})") from None
+    cfg = rundir.read_run_json(run_dir, record_name, DataError)
     check_record(cfg, source)
     size, run_id, kind = cfg["dist"]["size"], cfg["run_id"], cfg.get("kind", "training")
     traces: dict[int, Trace] = {}

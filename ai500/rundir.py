@@ -35,18 +35,25 @@ SEGMENT_RECORD = "segment.json"
 _SEGMENT_RE = re.compile(r"segment-(\d+)$")
 
 
-def read_record(run_dir: Path) -> dict[str, Any]:
-    """A run directory's config.json (the run's record); ConfigError if absent or malformed."""
+def read_run_json(run_dir: Path, name: str, error: type[Exception] = ConfigError) -> Any:
+    """The parsed JSON file `name` of a run (or segment) directory; `error` (one line naming the
+    directory or the file) if the directory or the file is missing, unreadable or not JSON."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    path = run_dir / RECORD_NAME
+        raise error(f"{run_dir}: no such run directory")
+    path = run_dir / name
     try:
-        record = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{run_dir}: no {RECORD_NAME} (not a run directory)") from None
+        raise error(f"{run_dir}: no {name} (not a run directory)") from None
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc})") from None
+        raise error(f"{path}: unreadable or not JSON ({exc})") from None
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """A run directory's config.json (the run's record); ConfigError if absent or malformed."""
+    path = Path(run_dir) / RECORD_NAME
+    record = read_run_json(run_dir, RECORD_NAME)
     if not (isinstance(record, dict) and isinstance(record.get("config"), dict)
             and isinstance(record.get("run_id"), str)):
         raise ConfigError(f"{path}: malformed (expected run_id and config)")
