@@ -226,6 +226,12 @@ def test_normalisation():
     expected = x.std(axis=(0, 2, 3))
     expected[3] = 1.0  # a constant channel is left unscaled
     np.testing.assert_allclose(std, expected, rtol=1e-4)
+    # Blocks read one at a time (as the workload reads a file) give the same statistics.
+    streamed = weather.normalisation(images[lo:lo + 4] for lo in range(0, 10, 4))
+    np.testing.assert_allclose(streamed[0], mean, rtol=1e-6)
+    np.testing.assert_allclose(streamed[1], std, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least one image"):
+        weather.normalisation(iter([]))
 
 
 def test_crop_by_hand():

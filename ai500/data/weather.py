@@ -70,6 +70,7 @@ rank can generate its own shard and the data do not depend on the rank count.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -696,17 +697,26 @@ def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> d
 # --- training-time helpers ---------------------------------------------------------------------
 
 
-def normalisation(images: np.ndarray, block: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def normalisation(images: np.ndarray | Iterable[np.ndarray],
+                  block: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation (float32, shape (C,)) of images (n, C, H, W), in float64
-    and `block` samples at a time; a constant channel gets std 1."""
-    n, c = images.shape[:2]
-    ref = images[0].mean(axis=(1, 2), dtype=np.float64)  # shift against cancellation
-    s1, s2 = np.zeros(c), np.zeros(c)
-    for lo in range(0, n, block):
-        x = images[lo:lo + block].astype(np.float64) - ref[None, :, None, None]
-        s1 += x.sum(axis=(0, 2, 3))
-        s2 += (x * x).sum(axis=(0, 2, 3))
-    count = n * images.shape[2] * images.shape[3]
+    and `block` samples at a time; or of an iterable of such arrays (e.g. read from a file a block at a
+    time, so the whole sample is never in memory). A constant channel gets std 1."""
+    parts = images
+    if isinstance(images, np.ndarray):
+        parts = (images[lo:lo + block] for lo in range(0, len(images), block))
+    ref = None
+    s1 = s2 = 0.0
+    count = 0
+    for part in parts:
+        if ref is None:
+            ref = part[0].mean(axis=(1, 2), dtype=np.float64)  # shift against cancellation
+        x = part.astype(np.float64) - ref[None, :, None, None]
+        s1 = s1 + x.sum(axis=(0, 2, 3))
+        s2 = s2 + (x * x).sum(axis=(0, 2, 3))
+        count += part.shape[0] * part.shape[2] * part.shape[3]
+    if ref is None:
+        raise ValueError("normalisation needs at least one image")
     mean = s1 / count
     std = np.sqrt(np.maximum(s2 / count - mean**2, 0.0))
     std[~(std > 0)] = 1.0

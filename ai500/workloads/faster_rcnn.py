@@ -32,6 +32,7 @@ from ai500.models.faster_rcnn import FasterRCNN, FasterRCNNConfig
 from ai500.workloads.schedule import LinearScalingSchedule
 
 NORM_SAMPLES = 64
+NORM_BLOCK = 8
 EVAL_BATCH = 8
 CLASS_KEYS = ("td", "tc", "etc", "ar")  # short names of weather.CLASSES for the per-class AP columns
 
@@ -57,10 +58,12 @@ class DataSettings:
                              f"{self.field_height}x{self.field_width}")
 
 
-def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[dict, dict, dict, str]:
-    """This rank's training fields (equal counts on all ranks), validation fields (all covered,
-    with their global index) and the NORM_SAMPLES fields for the channel statistics, each as
-    {"images": (n, 16, H, W), "boxes": (n, 15, 5)}. No collectives (see ai500.workloads)."""
+def load_shards(data: DataSettings, data_path: str | None,
+                dist: Dist) -> tuple[dict, dict, tuple[np.ndarray, np.ndarray], str]:
+    """This rank's training fields (equal counts on all ranks) and validation fields (all covered,
+    with their global index), each {"images": (n, 16, H, W), "boxes": (n, 15, 5)}, and the channel
+    means and standard deviations of the first NORM_SAMPLES training fields, read NORM_BLOCK at a
+    time (a full-size field is 57 MB). No collectives (see ai500.workloads)."""
     shape = (data.field_height, data.field_width)
     if data_path is None:
         seeds = {split: common.split_seed(data.seed, split) for split in common.SPLITS}
@@ -68,7 +71,10 @@ def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[
         v0, v1 = common.shard_range(data.n_val, dist.rank, dist.size, equal=False, unit="fields")
         train = weather.generate_samples(t0, t1 - t0, seeds["train"], *shape)
         val = weather.generate_samples(v0, v1 - v0, seeds["val"], *shape)
-        norm = weather.generate_samples(0, min(NORM_SAMPLES, data.n_train), seeds["train"], *shape)
+        n_norm = min(NORM_SAMPLES, data.n_train)
+        stats = weather.normalisation(
+            weather.generate_samples(lo, min(NORM_BLOCK, n_norm - lo), seeds["train"], *shape)["images"]
+            for lo in range(0, n_norm, NORM_BLOCK))
         source = f"synthetic, generated in memory (data seed {data.seed})"
     else:
         loaded = {}
@@ -79,7 +85,10 @@ def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[
                                              unit="fields")
             loaded[split] = weather.load_range(files, counts, start, stop)
             if split == "train":
-                norm = weather.load_range(files, counts, 0, min(NORM_SAMPLES, sum(counts)))
+                n_norm = min(NORM_SAMPLES, sum(counts))
+                stats = weather.normalisation(
+                    weather.load_range(files, counts, lo, min(lo + NORM_BLOCK, n_norm))["images"]
+                    for lo in range(0, n_norm, NORM_BLOCK))
             else:
                 v0 = start
         train, val = loaded["train"], loaded["val"]
@@ -90,7 +99,7 @@ def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[
                               f"{split['images'].shape[3]}; the preset's data section says "
                               f"{shape[0]}x{shape[1]} (set field_height/field_width with --config)")
     val["index"] = np.arange(v0, v0 + len(val["images"]))
-    return train, val, norm, source
+    return train, val, stats, source
 
 
 class Workload:
@@ -101,8 +110,8 @@ class Workload:
     def __init__(self, cfg: RunConfig, dist: Dist):
         self.cfg, self.dist = cfg, dist
         self.data = settings_from(DataSettings, cfg.data, "data")
-        self.train, val, norm, self.data_source = load_shards(self.data, cfg.data_path, dist)
-        self.mean, self.std = weather.normalisation(norm["images"])
+        self.train, val, (self.mean, self.std), self.data_source = load_shards(
+            self.data, cfg.data_path, dist)
         self.crop = (self.data.crop_height, self.data.crop_width)
         images, self.val_boxes = weather.random_crop(val["images"], val["boxes"], *self.crop, None)
         self.val_images = self._standardise(images)
