@@ -77,21 +77,20 @@ def load_shards(data: DataSettings, data_path: str | None,
             for lo in range(0, n_norm, NORM_BLOCK))
         source = f"synthetic, generated in memory (data seed {data.seed})"
     else:
-        loaded = {}
+        # Both splits' layouts are checked before any field is read.
+        ranges = {}
         for split, equal in (("train", True), ("val", False)):
             files = common.split_files(Path(data_path), split, ".h5")
             counts = weather.inspect_files(files)
-            start, stop = common.shard_range(sum(counts), dist.rank, dist.size, equal=equal,
-                                             unit="fields")
-            loaded[split] = weather.load_range(files, counts, start, stop)
-            if split == "train":
-                n_norm = min(NORM_SAMPLES, sum(counts))
-                stats = weather.normalisation(
-                    weather.load_range(files, counts, lo, min(lo + NORM_BLOCK, n_norm))["images"]
-                    for lo in range(0, n_norm, NORM_BLOCK))
-            else:
-                v0 = start
-        train, val = loaded["train"], loaded["val"]
+            ranges[split] = (files, counts, *common.shard_range(
+                sum(counts), dist.rank, dist.size, equal=equal, unit="fields"))
+        train, val = (weather.load_range(*ranges[split]) for split in ("train", "val"))
+        files, counts, _, _ = ranges["train"]
+        n_norm = min(NORM_SAMPLES, sum(counts))
+        stats = weather.normalisation(
+            weather.load_range(files, counts, lo, min(lo + NORM_BLOCK, n_norm))["images"]
+            for lo in range(0, n_norm, NORM_BLOCK))
+        v0 = ranges["val"][2]
         source = f"files under {data_path}"
     for name, split in (("training", train), ("validation", val)):
         if split["images"].shape[2:] != shape:
