@@ -70,7 +70,7 @@ rank can generate its own shard and the data do not depend on the rank count.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -362,54 +362,60 @@ def _overlaps(a: Event, b: Event) -> bool:
     return bool(gap < need)
 
 
+def _scatter(rng: np.random.Generator, lat: np.ndarray, width: int,
+             bands: list[tuple[float, float]], weights: tuple[float, ...], mean: float,
+             draw: Callable[[int, float, float, float], Event],
+             clashes: Callable[[Event], bool], events: list[Event]) -> None:
+    """Append Poisson(`mean`) events (at most MAX_BOXES) to `events`: each of a kind drawn by
+    `weights` among the kinds whose |latitude| band crosses the window, `draw(kind, row, col,
+    latitude)` at a random row of its band and a random column, up to 8 tries for a spot where
+    `clashes(event)` is False (else it is left out)."""
+    alat = np.abs(lat)
+    rows = [np.flatnonzero((alat >= lo) & (alat <= hi)) for lo, hi in bands]
+    kinds = [k for k in range(len(bands)) if rows[k].size]
+    n = min(MAX_BOXES, int(rng.poisson(mean))) if kinds else 0
+    p = np.array([weights[k] for k in kinds])
+    for _ in range(n):
+        kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+        for _attempt in range(8):
+            row = float(rng.choice(rows[kind])) + rng.random()
+            col = float(rng.random() * width)
+            event = draw(kind, row, col, float(lat[0] + (row - 0.5) * DLAT))
+            if not clashes(event):
+                events.append(event)
+                break
+
+
 def plan_events(rng: np.random.Generator, lat: np.ndarray, width: int) -> list[Event]:
     """Draw the events of a window with row latitudes `lat`: labelled ones first (at most MAX_BOXES),
     then unlabelled look-alikes (weak tropical disturbances, weak mid-latitude lows, moisture plumes),
     as many on average as labelled events and clear of every event placed before them."""
     height = lat.size
-    alat = np.abs(lat)
-    bands = {c: VORTICES[c].latitude for c in VORTICES} | {3: AR_LATITUDE}
-    rows = {c: np.flatnonzero((alat >= lo) & (alat <= hi)) for c, (lo, hi) in bands.items()}
-    allowed = [c for c in range(len(CLASSES)) if rows[c].size]
-    lam = EVENTS_BASE + EVENTS_PER_AREA * height * width / (160.0 * 240.0)
-    n = min(MAX_BOXES, int(rng.poisson(lam))) if allowed else 0
-    weights = np.array([CLASS_WEIGHTS[c] for c in allowed])
     events: list[Event] = []
-    for _ in range(n):
-        cls = allowed[int(rng.choice(len(allowed), p=weights / weights.sum()))]
-        for _attempt in range(8):
-            row = float(rng.choice(rows[cls])) + rng.random()
-            col = float(rng.random() * width)
-            here = float(lat[0] + (row - 0.5) * DLAT)
-            if cls == 3:
-                ev = _draw_river(rng, row, col, here)
-                clash = any(o.cls == 3 and _distance_km(ev, o) < 1500.0 for o in events)
-            else:
-                ev = _draw_vortex(rng, cls, VORTICES[cls], row, col, here)
-                clash = any(o.cls != 3 and _distance_km(ev, o) < ev.params["r10"] + o.params["r10"]
-                            for o in events)
-            if not clash:
-                events.append(ev)
-                break
-    look_bands = (DISTURBANCE.latitude, WEAK_LOW.latitude, AR_LATITUDE)
-    look_rows = [np.flatnonzero((alat >= lo) & (alat <= hi)) for lo, hi in look_bands]
-    kinds = [k for k in range(3) if look_rows[k].size]
-    lam = LOOKALIKES_BASE + LOOKALIKES_PER_AREA * height * width / (160.0 * 240.0)
-    n = min(MAX_BOXES, int(rng.poisson(lam))) if kinds else 0
-    weights = np.array([LOOKALIKE_WEIGHTS[k] for k in kinds])
-    for _ in range(n):
-        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
-        for _attempt in range(8):
-            row = float(rng.choice(look_rows[kind])) + rng.random()
-            col = float(rng.random() * width)
-            here = float(lat[0] + (row - 0.5) * DLAT)
-            if kind == 2:
-                ev = _draw_plume(rng, row, col, here)
-            else:
-                ev = _draw_vortex(rng, -1, (DISTURBANCE, WEAK_LOW)[kind], row, col, here)
-            if not any(_overlaps(ev, o) for o in events):
-                events.append(ev)
-                break
+
+    def draw_labelled(cls: int, row: float, col: float, here: float) -> Event:
+        if cls == 3:
+            return _draw_river(rng, row, col, here)
+        return _draw_vortex(rng, cls, VORTICES[cls], row, col, here)
+
+    def clashes_labelled(ev: Event) -> bool:
+        if ev.cls == 3:
+            return any(o.cls == 3 and _distance_km(ev, o) < 1500.0 for o in events)
+        return any(o.cls != 3 and _distance_km(ev, o) < ev.params["r10"] + o.params["r10"]
+                   for o in events)
+
+    def draw_lookalike(kind: int, row: float, col: float, here: float) -> Event:
+        if kind == 2:
+            return _draw_plume(rng, row, col, here)
+        return _draw_vortex(rng, -1, (DISTURBANCE, WEAK_LOW)[kind], row, col, here)
+
+    labelled_mean = EVENTS_BASE + EVENTS_PER_AREA * height * width / (160.0 * 240.0)
+    lookalike_mean = LOOKALIKES_BASE + LOOKALIKES_PER_AREA * height * width / (160.0 * 240.0)
+    _scatter(rng, lat, width, [*(VORTICES[c].latitude for c in range(3)), AR_LATITUDE],
+             CLASS_WEIGHTS, labelled_mean, draw_labelled, clashes_labelled, events)
+    _scatter(rng, lat, width, [DISTURBANCE.latitude, WEAK_LOW.latitude, AR_LATITUDE],
+             LOOKALIKE_WEIGHTS, lookalike_mean, draw_lookalike,
+             lambda ev: any(_overlaps(ev, o) for o in events), events)
     return events
 
 
