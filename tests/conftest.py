@@ -30,6 +30,22 @@ def python_module(module: str, args: list[str], timeout: float = 300) -> subproc
                           timeout=timeout, env=env, cwd=ROOT)
 
 
+def run_record(run_id: str = "run1", price_per_node_hour: float = 2.0) -> dict:
+    """A hand-made config.json of a finished 2-rank resnet ci run on one node ("a"), for tests
+    that write traces themselves instead of training."""
+    return {
+        "run_id": run_id, "kind": "training",
+        "config": {"benchmark": "resnet", "preset": "ci", "seed": 0, "train": {"batch_size": 10},
+                   "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True,
+                               "vflops_exponent": 5.0},
+                   "system": {"energy": {"enabled": True},
+                              "cost": {"price_per_node_hour": price_per_node_hour,
+                                       "currency": "EUR"}}},
+        "dist": {"size": 2, "hosts": ["a", "a"], "nodes": 1},
+        "flops_per_sample": {"forward": 100.0, "train": 300.0, "method": "test"},
+    }
+
+
 def only_run_dir(out: Path) -> Path:
     dirs = [p for p in out.iterdir() if p.is_dir()]
     assert len(dirs) == 1, dirs

@@ -2,22 +2,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_record
 
 from ai500 import aggregate
 from ai500.errors import DataError
 from ai500.trace import TraceWriter, trace_name
 
-CONFIG = {
-    "run_id": "run1",
-    "config": {"benchmark": "resnet", "preset": "ci", "seed": 0,
-               "train": {"batch_size": 10},
-               "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True,
-                           "vflops_exponent": 5.0},
-               "system": {"energy": {"enabled": True},
-                          "cost": {"price_per_node_hour": 2.0, "currency": "EUR"}}},
-    "dist": {"size": 2, "hosts": ["a", "a"], "nodes": 1},
-    "flops_per_sample": {"forward": 100.0, "train": 300.0, "method": "test"},
-}
+CONFIG = run_record()
 # Per-rank training time of each epoch (seconds): rank 1 is slower in epochs 1 and 2.
 DURATIONS = {0: [5.0, 2.0, 2.0], 1: [5.0, 4.0, 2.5]}
 AUC = [0.6, 0.85, 0.9]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_summary, mpirun
+from conftest import ROOT, load_summary, mpirun, run_record
 
 from ai500 import checkpoint, config, rundir
 from ai500.errors import Ai500Error, ConfigError, DataError
@@ -503,16 +503,7 @@ def test_dcgan_resume_ends_with_the_uninterrupted_networks_and_average(tmp_path)
 
 # ---------------------------------------------------------------- joining segments (hand-made traces)
 
-RECORD = {
-    "run_id": "run1", "kind": "training",
-    "config": {"benchmark": "resnet", "preset": "ci", "seed": 0, "train": {"batch_size": 10},
-               "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True,
-                           "vflops_exponent": 5.0},
-               "system": {"energy": {"enabled": True},
-                          "cost": {"price_per_node_hour": 3600.0, "currency": "EUR"}}},
-    "dist": {"size": 2, "hosts": ["a", "a"], "nodes": 1},
-    "flops_per_sample": {"forward": 100.0, "train": 300.0, "method": "test"},
-}
+RECORD = run_record(price_per_node_hour=3600.0)
 
 
 def _segment(directory: Path, record: dict, wall: float, epochs: dict[int, float],

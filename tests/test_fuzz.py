@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_record
 
 SEED = 20240609
 MUTATIONS = 50  # per reader
@@ -37,25 +38,12 @@ READERS = ("trace", "aggregate", "hep", "cosmo", "weather")
 # Valid inputs
 
 
-def _config(run_id: str) -> dict:
-    return {
-        "run_id": run_id, "kind": "training",
-        "config": {"benchmark": "resnet", "preset": "ci", "seed": 0, "train": {"batch_size": 10},
-                   "quality": {"metric": "val_auc", "target": 0.8, "higher_is_better": True,
-                               "vflops_exponent": 5.0},
-                   "system": {"energy": {"enabled": True},
-                              "cost": {"price_per_node_hour": 2.0, "currency": "EUR"}}},
-        "dist": {"size": 2, "hosts": ["a", "a"], "nodes": 1},
-        "flops_per_sample": {"forward": 100.0, "train": 300.0, "method": "test"},
-    }
-
-
 def write_run(run_dir: Path) -> None:
     """A finished 2-rank training run: config.json and two traces, as ai500.run leaves them."""
     from ai500.trace import TraceWriter, trace_name
 
     run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps(_config("fuzzrun")))
+    (run_dir / "config.json").write_text(json.dumps(run_record("fuzzrun")))
     for rank in (0, 1):
         w = TraceWriter(run_dir / trace_name(rank), {
             "run_id": "fuzzrun", "benchmark": "resnet", "rank": rank, "size": 2, "local_rank": rank,
