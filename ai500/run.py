@@ -115,21 +115,22 @@ def make_run_dir(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Pat
     return Path(path_str)
 
 
-def claim_for_resume(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> dict:
-    """Rank 0 locks the run directory to resume and, under the lock, reads and checks its newest
-    checkpoint's manifest; every rank gets the manifest, or the same error."""
-    result: tuple[dict | None, str | None] = (None, None)
+def claim_for_resume(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> tuple[dict, dict]:
+    """Rank 0 locks the run directory to resume and, under the lock, reads its record and checks
+    its newest checkpoint's manifest; every rank gets (manifest, record), or the same error."""
+    result: tuple[dict | None, dict | None, str | None] = (None, None, None)
     if dist.is_root:
         run_dir = Path(cfg.resume)
         try:
             owner.take(run_dir, cfg.argv)
-            result = (checkpoint.validate(run_dir, rundir.read_record(run_dir)), None)
+            record = rundir.read_record(run_dir)
+            result = (checkpoint.validate(run_dir, record), record, None)
         except Ai500Error as exc:
-            result = (None, str(exc))
-    manifest, error = distlib.broadcast_object(result, "resume")
+            result = (None, None, str(exc))
+    manifest, record, error = distlib.broadcast_object(result, "resume")
     if error:
         raise Ai500Error(error, everywhere=True)
-    return manifest
+    return manifest, record
 
 
 def restore(ckpt, state: dict, cfg: config.RunConfig, dist: distlib.Dist, manifest: dict,
@@ -271,7 +272,7 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
     if checkpointing and not hasattr(module.Workload, "checkpoint_state"):
         raise ConfigError(f"benchmark {cfg.benchmark!r} cannot checkpoint (its workload has no "
                           "checkpoint_state())", everywhere=True)
-    manifest = claim_for_resume(cfg, dist, owner) if cfg.resume else None
+    manifest, first_record = claim_for_resume(cfg, dist, owner) if cfg.resume else (None, None)
     error = None
     try:
         workload = module.Workload(cfg, dist)
@@ -292,8 +293,8 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
         segment, segment_path = 0, run_dir
     else:
         run_dir = Path(cfg.resume)
-        first = rundir.read_record(run_dir) if dist.is_root else {}
-        flops, run_id = first.get("flops_per_sample"), manifest["run_id"]  # same model and batch
+        # Same model and batch as the first segment, so the same FLOPs per sample.
+        flops, run_id = first_record.get("flops_per_sample"), manifest["run_id"]
         segment, segment_path = open_segment(run_dir, dist)
     if dist.is_root:
         record = {
