@@ -107,3 +107,12 @@ def test_resnet_data_section_rejects_unknown_and_impossible_values(tmp_path):
         cfg = config.resolve(["--benchmark", "resnet", "--preset", "ci", "--config", str(override)])
         with pytest.raises(ConfigError, match=re.escape(fragment)):
             resnet.Workload(cfg, dist)
+
+
+def test_steps_per_epoch_counts_full_batches_and_needs_one():
+    from ai500.workloads import steps_per_epoch
+
+    assert steps_per_epoch(100, 32, "events") == 3  # the last 4 events are left out
+    assert steps_per_epoch(64, 32, "maps") == 2
+    with pytest.raises(ConfigError, match="batch size 64 exceeds the 10 training fields per rank"):
+        steps_per_epoch(10, 64, "fields")

@@ -42,3 +42,14 @@ before each kernel so all ranks time it at once, and stores the rows in the trac
 
 A workload knows nothing about timing, traces, energy or files: the run driver owns those.
 """
+
+from ai500.errors import ConfigError
+
+
+def steps_per_epoch(samples: int, batch_size: int, unit: str) -> int:
+    """Full batches of `batch_size` in this rank's `samples` training samples (the remainder is
+    left out of the epoch); ConfigError if not even one."""
+    steps = samples // batch_size
+    if steps == 0:
+        raise ConfigError(f"batch size {batch_size} exceeds the {samples} training {unit} per rank")
+    return steps

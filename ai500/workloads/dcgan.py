@@ -36,10 +36,10 @@ from ai500 import dist as distlib
 from ai500.config import RunConfig, settings_from
 from ai500.data import cosmo
 from ai500.dist import Dist
-from ai500.errors import ConfigError
 from ai500.metrics import cosmo_quality as cq
 from ai500.metrics import flops
 from ai500.models.dcgan import DCGANConfig, build_discriminator, build_generator
+from ai500.workloads import steps_per_epoch
 
 EVAL_BATCH = 64
 ADAM_BETA1 = 0.5  # DCGAN's Adam settings (Radford et al., 2016)
@@ -128,10 +128,7 @@ class Workload:
         self.discriminator = build_discriminator(self.model_cfg)
         self.generator_ema = build_generator(self.model_cfg, name="generator_ema")
         self.samples_per_step = cfg.train.batch_size
-        self.steps_per_epoch = len(self.train) // self.samples_per_step
-        if self.steps_per_epoch == 0:
-            raise ConfigError(f"batch size {self.samples_per_step} exceeds the "
-                              f"{len(self.train)} training maps per rank")
+        self.steps_per_epoch = steps_per_epoch(len(self.train), self.samples_per_step, "maps")
         warmup = cfg.train.warmup_epochs * self.steps_per_epoch
         self.schedule = GanLearningRate(cfg.train.lr, dist.size, warmup)
         self.d_opt = tf.keras.optimizers.Adam(self.schedule, beta_1=ADAM_BETA1)

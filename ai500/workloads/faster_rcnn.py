@@ -29,6 +29,7 @@ from ai500.dist import Dist
 from ai500.errors import ConfigError
 from ai500.metrics import detection, flops
 from ai500.models.faster_rcnn import FasterRCNN, FasterRCNNConfig
+from ai500.workloads import steps_per_epoch
 from ai500.workloads.schedule import LinearScalingSchedule
 
 NORM_SAMPLES = 64
@@ -120,10 +121,8 @@ class Workload:
                                        {**cfg.model, "input_shape": (*self.crop, channels)}, "model")
         self.model = FasterRCNN(self.model_cfg)
         self.samples_per_step = cfg.train.batch_size
-        self.steps_per_epoch = len(self.train["images"]) // self.samples_per_step
-        if self.steps_per_epoch == 0:
-            raise ConfigError(f"batch size {self.samples_per_step} exceeds the "
-                              f"{len(self.train['images'])} training fields per rank")
+        self.steps_per_epoch = steps_per_epoch(len(self.train["images"]), self.samples_per_step,
+                                               "fields")
         self.schedule = LinearScalingSchedule(cfg.train.lr, dist.size,
                                               cfg.train.warmup_epochs * self.steps_per_epoch,
                                               cfg.train.epochs * self.steps_per_epoch)

@@ -21,6 +21,7 @@ from ai500.dist import Dist
 from ai500.errors import ConfigError
 from ai500.metrics import flops, quality
 from ai500.models.resnet import ResNetConfig, build_resnet
+from ai500.workloads import steps_per_epoch
 from ai500.workloads.schedule import LinearScalingSchedule
 
 EVAL_BATCH = 256
@@ -80,10 +81,7 @@ class Workload:
             raise ConfigError(f"section 'model': {exc}") from None
         self.model = build_resnet(model_cfg)
         self.samples_per_step = cfg.train.batch_size
-        self.steps_per_epoch = len(self.train["label"]) // self.samples_per_step
-        if self.steps_per_epoch == 0:
-            raise ConfigError(f"batch size {self.samples_per_step} exceeds the "
-                              f"{len(self.train['label'])} training events per rank")
+        self.steps_per_epoch = steps_per_epoch(len(self.train["label"]), self.samples_per_step, "events")
         self.schedule = LinearScalingSchedule(cfg.train.lr, dist.size,
                                               cfg.train.warmup_epochs * self.steps_per_epoch,
                                               cfg.train.epochs * self.steps_per_epoch)
