@@ -29,13 +29,18 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The training loop's knobs. Batch size is per rank (samples); lr is the one-rank base rate."""
+    """The training loop's knobs. Batch size is per rank (samples). lr is the rate of a global
+    batch of `reference_batch` samples (by default the preset's per-rank batch, so lr is the preset's
+    one-rank rate): each workload scales it with global batch / reference batch by its own rule
+    (ai500.workloads.schedule). A --batch-size or --config batch_size leaves the reference alone;
+    set train.reference_batch with the batch a new lr was tuned for."""
 
     epochs: int
     batch_size: int
     lr: float
     warmup_epochs: float = 0.0
     stop_at_target: bool = True
+    reference_batch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int,
                    help="samples per rank per step (the global batch is this times the rank count)")
     p.add_argument("--lr", type=_positive_float,
-                   help="single-rank base learning rate (scaled linearly with the rank count)")
+                   help="learning rate of the reference batch (train.reference_batch, by default "
+                   "the preset's per-rank batch on one rank); each workload scales it with global "
+                   "batch / reference batch (resnet, faster_rcnn linearly, dcgan by the square root)")
     p.add_argument("--target", type=float,
                    help="quality target for the preset's quality metric (e.g. validation AUC)")
     p.add_argument("--no-stop-at-target", action="store_true",
@@ -344,6 +351,8 @@ def resolve(argv: list[str]) -> RunConfig:
 
     train = quality = None
     if training:
+        # The reference batch of lr is the preset's batch, whatever batch this run uses.
+        sections["train"].setdefault("reference_batch", preset["train"].get("batch_size"))
         sections["train"].update({k: v for k, v in flags.items() if v is not None})
         if args.no_stop_at_target:
             sections["train"]["stop_at_target"] = False
@@ -356,6 +365,9 @@ def resolve(argv: list[str]) -> RunConfig:
         if train.epochs <= 0 or train.batch_size <= 0:
             raise ConfigError(f"epochs and batch size must be > 0 (got epochs={train.epochs}, "
                               f"batch size={train.batch_size})")
+        if type(train.reference_batch) is not int or train.reference_batch <= 0:
+            raise ConfigError(f"section 'train': reference_batch must be a whole number > 0, "
+                              f"got {train.reference_batch!r}")
         if not (math.isfinite(train.lr) and train.lr > 0):
             raise ConfigError(f"learning rate must be a finite number > 0, got {train.lr}")
         if not math.isfinite(quality.target):

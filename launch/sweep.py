@@ -5,15 +5,15 @@
         [--global-batch G | --batch-size B] [--timeout S] [-- extra ai500.run arguments]
 
 Batch rules (recorded in the manifest, so the report never guesses which scaling it shows):
-- weak: the per-rank batch is fixed (--batch-size, or the preset's); the global batch grows with N
-  and the run scales the learning rate linearly with N (its own rule).
+- weak: the per-rank batch is fixed (--batch-size, or the preset's); the global batch grows with N.
 - strong: the global batch G is fixed and divided among the ranks: --global-batch G, or by
   default the per-rank batch (--batch-size or the preset's) times the largest rank count, so the
   largest point runs at the preset's per-rank batch. A G that does not divide by every N is an
-  error before anything runs. Because ai500.run multiplies its --lr by N, each point gets
-  --lr = lr0 * G / (b0 * N), which keeps the peak rate at lr0 * G / b0 for every N (lr0, b0: the
-  preset's one-rank rate and batch; an --lr after `--` replaces lr0).
+  error before anything runs. Only --batch-size G/N differs between the points.
 - micro benchmarks have no batch: every rank times the same kernels (weak mode only).
+The sweep never sets --lr: each run scales its rate with global batch / reference batch (the
+preset's per-rank batch) by its workload's rule (ai500.workloads.schedule), so all points of a
+strong sweep run one learning-rate schedule, and weak scaling at the preset's batch scales it by N.
 
 Layout: <out>/<benchmark>-<mode>-<UTC timestamp>/ holds manifest.json, one run directory per
 point named np<N>-r<repeat> (e.g. np0004-r01), and logs/<name>.log with each point's output.
@@ -67,7 +67,6 @@ class Point:
     repeat: int
     per_rank_batch: int | None
     global_batch: int | None
-    lr: float | None
     command: list[str]
     oversubscribed: bool | None
     cores: int | None
@@ -182,8 +181,8 @@ def _load_preset(benchmark: str, preset: str) -> dict:
 
 
 def batch_rule(mode: str, ranks: list[int], preset: dict, batch_size: int | None,
-               global_batch: int | None, lr_override: float | None) -> dict:
-    """Per-rank batch and --lr for every N, and the rule in words; SweepError if impossible."""
+               global_batch: int | None) -> dict:
+    """Per-rank and global batch for every N, and the rule in words; SweepError if impossible."""
     train = preset.get("train")
     if train is None:  # micro benchmark
         if mode != "weak":
@@ -191,11 +190,13 @@ def batch_rule(mode: str, ranks: list[int], preset: dict, batch_size: int | None
         if batch_size is not None or global_batch is not None:
             raise SweepError("micro benchmarks take no --batch-size/--global-batch")
         return {"rule": "micro benchmark: every rank times the same kernel sizes (per-rank work "
-                "fixed)", "per_rank_batch": {}, "global_batch": {}, "lr": {}}
+                "fixed)", "per_rank_batch": {}, "global_batch": {}}
     for name, value in (("--batch-size", batch_size), ("--global-batch", global_batch)):
         if value is not None and value < 1:
             raise SweepError(f"{name} must be >= 1, got {value}")
-    b0, lr0 = int(train["batch_size"]), float(lr_override or train["lr"])
+    b0 = int(train["batch_size"])
+    lr_rule = ("; each run scales its learning rate with global batch / train.reference_batch "
+               "(default: the preset's per-rank batch) by its workload's rule")
     if mode == "weak":
         if global_batch is not None:
             raise SweepError("--global-batch fixes the global batch, which is strong scaling; "
@@ -203,10 +204,8 @@ def batch_rule(mode: str, ranks: list[int], preset: dict, batch_size: int | None
         b = batch_size or b0
         return {"rule": f"weak scaling: per-rank batch fixed at {b}"
                 + (" (preset)" if batch_size is None else " (--batch-size)")
-                + "; global batch = per-rank batch x N; the run scales the learning rate "
-                "linearly with N",
-                "per_rank_batch": {n: b for n in ranks}, "global_batch": {n: b * n for n in ranks},
-                "lr": {}}
+                + "; global batch = per-rank batch x N" + lr_rule,
+                "per_rank_batch": {n: b for n in ranks}, "global_batch": {n: b * n for n in ranks}}
     if global_batch is not None:
         g, source = global_batch, "--global-batch"
     else:
@@ -218,12 +217,9 @@ def batch_rule(mode: str, ranks: list[int], preset: dict, batch_size: int | None
         raise SweepError(f"strong scaling: global batch {g} does not divide evenly among "
                          f"{', '.join(map(str, bad))} rank(s); choose a --global-batch that "
                          f"every rank count in --ranks divides")
-    lr = {n: lr0 * g / (b0 * n) for n in ranks}
     return {"rule": f"strong scaling: global batch fixed at {g} ({source}), divided among the "
-            f"ranks; --lr per point = {lr0:g} x {g} / ({b0} x N), so the peak learning rate "
-            f"({lr0 * g / b0:g}) is the same for every N",
-            "per_rank_batch": {n: g // n for n in ranks}, "global_batch": {n: g for n in ranks},
-            "lr": lr}
+            f"ranks" + lr_rule + ", so every N runs the same learning-rate schedule",
+            "per_rank_batch": {n: g // n for n in ranks}, "global_batch": {n: g for n in ranks}}
 
 
 def check_run_args(name: str, run_args: list[str], base: Path | None) -> None:
@@ -260,15 +256,8 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
     for option, instead in RESERVED.items():
         if any(a == option or a.startswith(option + "=") for a in extra):
             raise SweepError(f"{option} after `--` is set by the sweep; use the sweep's {instead}")
-    lr_text = None
-    if args.mode == "strong":
-        lr_text, extra = _option_value(extra, "--lr")
-    try:
-        lr_override = float(lr_text) if lr_text is not None else None
-    except ValueError:
-        raise SweepError(f"--lr {lr_text!r}: not a number") from None
     preset = _load_preset(args.benchmark, args.preset)
-    rule = batch_rule(args.mode, ranks, preset, args.batch_size, args.global_batch, lr_override)
+    rule = batch_rule(args.mode, ranks, preset, args.batch_size, args.global_batch)
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     sweep_dir = Path(args.out) / (args.sweep_name or f"{args.benchmark}-{args.mode}-{stamp}")
@@ -296,15 +285,13 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
                         "--out", out_arg, "--run-name", name]
             if n in rule["per_rank_batch"]:
                 run_args += ["--batch-size", str(rule["per_rank_batch"][n])]
-            if n in rule["lr"]:
-                run_args += ["--lr", f"{rule['lr'][n]:.10g}"]
             run_args += extra
             check_run_args(name, run_args, ROOT if args.launcher == "slurm" else None)
             prefix = ["-m", "ai500.run"] if launcher.starts_python else []
             plan.points.append(Point(
                 name=name, ranks=n, repeat=repeat,
                 per_rank_batch=rule["per_rank_batch"].get(n),
-                global_batch=rule["global_batch"].get(n), lr=rule["lr"].get(n),
+                global_batch=rule["global_batch"].get(n),
                 command=launcher.command(n, prefix + run_args),
                 oversubscribed=launcher.oversubscribed(n),
                 cores=getattr(launcher, "cores", None),
@@ -325,7 +312,7 @@ def manifest(plan: Plan, status: str) -> dict:
         "repeats": plan.repeats,
         "batch_rule": {"rule": plan.batch_rule["rule"],
                        **{k: {str(n): v for n, v in plan.batch_rule[k].items()}
-                          for k in ("per_rank_batch", "global_batch", "lr")}},
+                          for k in ("per_rank_batch", "global_batch")}},
         "launcher": plan.launcher,
         "extra_args": plan.extra_args,
         "host": socket.gethostname(),

@@ -60,6 +60,8 @@ def test_bad_options_raise_one_clear_config_error(argv, fragment):
     ("quality: {target: .nan}\n", "target must be finite"),
     ("- just\n- a list\n", "expected a mapping"),
     ("train: {epochs: [\n", "not valid YAML"),
+    ("train: {reference_batch: 0}\n", "reference_batch must be a whole number > 0"),
+    ("train: {reference_batch: 2.5}\n", "reference_batch must be a whole number > 0"),
 ])
 def test_bad_yaml_overrides(tmp_path, text, fragment):
     override = tmp_path / "bad.yaml"
@@ -67,6 +69,21 @@ def test_bad_yaml_overrides(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as info:
         config.resolve(["--benchmark", "resnet", "--preset", "ci", "--config", str(override)])
     assert fragment in str(info.value)
+
+
+def test_reference_batch_is_the_presets_batch_whatever_batch_the_run_uses(tmp_path):
+    """lr belongs to the preset's per-rank batch: --batch-size (or a --config batch_size) changes
+    the run's batch, not the reference the learning-rate rule scales from; config.json has it."""
+    cfg = config.resolve(["--benchmark", "resnet", "--preset", "ci", "--batch-size", "8"])
+    assert (cfg.train.batch_size, cfg.train.reference_batch) == (8, 32)
+    assert cfg.to_dict()["train"]["reference_batch"] == 32
+    override = tmp_path / "o.yaml"
+    override.write_text("train: {batch_size: 16}\n")
+    cfg = config.resolve(["--benchmark", "dcgan", "--preset", "small", "--config", str(override)])
+    assert (cfg.train.batch_size, cfg.train.reference_batch) == (16, 32)
+    override.write_text("train: {batch_size: 16, reference_batch: 128}\n")
+    cfg = config.resolve(["--benchmark", "dcgan", "--preset", "small", "--config", str(override)])
+    assert (cfg.train.batch_size, cfg.train.reference_batch) == (16, 128)
 
 
 def test_every_benchmark_has_every_preset():

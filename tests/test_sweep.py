@@ -18,11 +18,9 @@ from launch import launchers, sweep
 PY = sys.executable
 
 
-def run_args(n: int, batch: int, out: str = "runs/s", extra=(), lr=None, repeat=1) -> list[str]:
+def run_args(n: int, batch: int, out: str = "runs/s", extra=(), repeat=1) -> list[str]:
     args = ["-m", "ai500.run", "--benchmark", "resnet", "--preset", "ci", "--out", out,
             "--run-name", f"np{n:04d}-r{repeat:02d}", "--batch-size", str(batch)]
-    if lr is not None:
-        args += ["--lr", lr]
     return [*args, *extra]
 
 
@@ -53,21 +51,78 @@ def test_weak_dry_run_with_batch_size_and_repeats(capsys):
     assert lines == [expected(n, run_args(n, 16, repeat=r)) for r in (1, 2) for n in (1, 2)]
 
 
-def test_strong_dry_run_divides_the_global_batch_and_holds_the_peak_lr(capsys):
+def test_strong_dry_run_divides_the_global_batch_and_changes_nothing_else(capsys):
     code, lines, _ = dry(capsys, "--mode", "strong", "--ranks", "1,2,4", "--global-batch", "64")
     assert code == 0
-    # preset: batch 32, lr 0.05 -> peak lr 0.05 * 64 / 32 = 0.1 for every N (the run multiplies by N)
-    assert lines == [expected(1, run_args(1, 64, lr="0.1")),
-                     expected(2, run_args(2, 32, lr="0.05")),
-                     expected(4, run_args(4, 16, lr="0.025"))]
+    # only the per-rank batch differs: no --lr (each run scales lr by global / reference batch)
+    assert lines == [expected(1, run_args(1, 64)), expected(2, run_args(2, 32)),
+                     expected(4, run_args(4, 16))]
 
 
 def test_strong_default_global_batch_is_preset_batch_times_largest_n(capsys):
     code, lines, _ = dry(capsys, "--mode", "strong", "--ranks", "1,2", "--", "--lr", "0.1",
                          "--epochs", "3")
     assert code == 0
-    assert lines == [expected(1, run_args(1, 64, lr="0.2", extra=["--epochs", "3"])),
-                     expected(2, run_args(2, 32, lr="0.1", extra=["--epochs", "3"]))]
+    # an --lr after `--` goes unchanged to every point, like any other option
+    extra = ["--lr", "0.1", "--epochs", "3"]
+    assert lines == [expected(1, run_args(1, 64, extra=extra)),
+                     expected(2, run_args(2, 32, extra=extra))]
+
+
+# Each workload's rule and decay, as its Workload passes them to schedule_for.
+LR_RULES = {"resnet": ("linear", "cosine"), "dcgan": ("sqrt", "constant"),
+            "faster_rcnn": ("linear", "cosine")}
+
+
+def resolved_schedules(argv: list[str]) -> list:
+    """(point, schedule) for every point of a dry-run sweep, the schedule computed from the
+    point's command as ai500.run resolves it and as the workload builds it (schedule_for over
+    rank 0's training shard of the synthetic set)."""
+    from ai500 import config
+    from ai500.data import common
+    from ai500.workloads import steps_per_epoch
+    from ai500.workloads.schedule import schedule_for
+
+    plan, _ = sweep.make_plan(["--out", "runs", "--sweep-name", "s", "--dry-run", *argv])
+    out = []
+    for point in plan.points:
+        cfg = config.resolve(point.command[point.command.index("ai500.run") + 1:])
+        start, stop = common.shard_range(cfg.data["n_train"], 0, point.ranks, equal=True)
+        steps = steps_per_epoch(stop - start, cfg.train.batch_size, "samples")
+        out.append((point, cfg, schedule_for(cfg.train, point.ranks, steps,
+                                             *LR_RULES[cfg.benchmark])))
+    return out
+
+
+@pytest.mark.parametrize("benchmark, lr, peak", [("resnet", 0.05, 0.05 * 4),
+                                                 ("dcgan", 0.0002, 0.0002 * 2)])
+def test_strong_points_resolve_to_one_learning_rate_schedule(benchmark, lr, peak):
+    """Every point of a strong sweep runs the same recipe: same peak, same warm-up start, same
+    warm-up and total steps, so only the number of ranks changes (small preset: warm-up 1 epoch;
+    global batch = preset batch x 4, so the peak is lr x 4 linear, lr x sqrt(4) for dcgan)."""
+    points = resolved_schedules(["--benchmark", benchmark, "--preset", "small",
+                                 "--mode", "strong", "--ranks", "1,2,4"])
+    assert [p.ranks for p, _, _ in points] == [1, 2, 4]
+    for point, cfg, _ in points:
+        assert "--lr" not in point.command and cfg.train.lr == lr
+    recipe = {(s.global_batch, s.reference_batch, s.peak, s.start, s.warmup_steps, s.total_steps)
+              for _, _, s in points}
+    assert len(recipe) == 1, recipe
+    (_, _, got_peak, start, warmup, total), = recipe
+    assert got_peak == pytest.approx(peak) and start == lr and warmup > 0 and total > warmup
+    steps = [0, warmup / 2, warmup, (warmup + total) / 2, total]
+    curves = {tuple(float(s(k)) for k in steps) for _, _, s in points}
+    assert len(curves) == 1
+
+
+def test_weak_points_scale_the_peak_with_n_from_the_same_start():
+    points = resolved_schedules(["--benchmark", "dcgan", "--preset", "small", "--mode", "weak",
+                                 "--ranks", "1,2,4"])
+    assert [s.peak for _, _, s in points] == pytest.approx([0.0002 * n ** 0.5 for n in (1, 2, 4)])
+    assert [s.start for _, _, s in points] == [0.0002] * 3
+    points = resolved_schedules(["--benchmark", "resnet", "--preset", "small", "--mode", "weak",
+                                 "--ranks", "1,2,4"])
+    assert [s.peak for _, _, s in points] == pytest.approx([0.05 * n for n in (1, 2, 4)])
 
 
 def test_strong_non_divisible_is_one_line_error_before_anything_runs(capsys, tmp_path):

@@ -40,37 +40,10 @@ from ai500.metrics import cosmo_quality as cq
 from ai500.metrics import flops
 from ai500.models.dcgan import DCGANConfig, build_discriminator, build_generator
 from ai500.workloads import steps_per_epoch
+from ai500.workloads.schedule import schedule_for
 
 EVAL_BATCH = 64
 ADAM_BETA1 = 0.5  # DCGAN's Adam settings (Radford et al., 2016)
-
-
-class GanLearningRate(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """Square-root scaling with the rank count, the rule for Adam (Malladi et al., 2022): the global
-    batch grows with the ranks, its gradient noise falls as 1/sqrt(ranks), and Adam's step is already
-    normalised by the gradient's size, so the rate is base_lr × sqrt(ranks), not the linear rule used for
-    SGD (one 2-rank small run with linear scaling stayed near P(k) error 0.7 for nine epochs; not a
-    controlled comparison, its generator average also differed).
-    Reached by a linear warm-up from base_lr over `warmup_steps`, then held constant, as DCGAN trains."""
-
-    def __init__(self, base_lr: float, ranks: int, warmup_steps: float):
-        self.base_lr, self.ranks, self.warmup_steps = float(base_lr), int(ranks), float(warmup_steps)
-        self.peak = self.base_lr * self.ranks**0.5
-
-    def __call__(self, step):
-        if self.warmup_steps <= 0 or self.ranks == 1:
-            return tf.constant(self.peak, tf.float32)
-        fraction = tf.minimum(tf.cast(step, tf.float32) / self.warmup_steps, 1.0)
-        return self.base_lr + (self.peak - self.base_lr) * fraction
-
-    def describe(self) -> str:
-        warmup = (f", linear warm-up from {self.base_lr:g} over {self.warmup_steps:g} steps"
-                  if self.warmup_steps > 0 and self.ranks > 1 else "")
-        return (f"square-root scaling (Adam): {self.base_lr:g} x sqrt({self.ranks} ranks) = "
-                f"{self.peak:g}{warmup}, then constant; same for both networks")
-
-    def get_config(self) -> dict:
-        return {"base_lr": self.base_lr, "ranks": self.ranks, "warmup_steps": self.warmup_steps}
 
 
 @dataclass(frozen=True)
@@ -129,11 +102,14 @@ class Workload:
         self.generator_ema = build_generator(self.model_cfg, name="generator_ema")
         self.samples_per_step = cfg.train.batch_size
         self.steps_per_epoch = steps_per_epoch(len(self.train), self.samples_per_step, "maps")
-        warmup = cfg.train.warmup_epochs * self.steps_per_epoch
-        self.schedule = GanLearningRate(cfg.train.lr, dist.size, warmup)
+        # Square-root scaling for Adam, held after the warm-up as DCGAN trains; one schedule
+        # object per optimizer, the same rates for both networks.
+        self.schedule = schedule_for(cfg.train, dist.size, self.steps_per_epoch,
+                                     rule="sqrt", decay="constant")
         self.d_opt = tf.keras.optimizers.Adam(self.schedule, beta_1=ADAM_BETA1)
         self.g_opt = tf.keras.optimizers.Adam(
-            GanLearningRate(cfg.train.lr, dist.size, warmup), beta_1=ADAM_BETA1)
+            schedule_for(cfg.train, dist.size, self.steps_per_epoch, rule="sqrt",
+                         decay="constant"), beta_1=ADAM_BETA1)
         rng = np.random.default_rng([cfg.seed, 0x6576616C, dist.rank])
         self.eval_latent = rng.standard_normal(
             (self.data.eval_maps_per_rank, self.model_cfg.latent_dim)).astype(np.float32)

@@ -30,7 +30,7 @@ from ai500.errors import ConfigError
 from ai500.metrics import detection, flops
 from ai500.models.faster_rcnn import FasterRCNN, FasterRCNNConfig
 from ai500.workloads import steps_per_epoch
-from ai500.workloads.schedule import LinearScalingSchedule
+from ai500.workloads.schedule import schedule_for
 
 NORM_SAMPLES = 64
 NORM_BLOCK = 8
@@ -123,9 +123,8 @@ class Workload:
         self.samples_per_step = cfg.train.batch_size
         self.steps_per_epoch = steps_per_epoch(len(self.train["images"]), self.samples_per_step,
                                                "fields")
-        self.schedule = LinearScalingSchedule(cfg.train.lr, dist.size,
-                                              cfg.train.warmup_epochs * self.steps_per_epoch,
-                                              cfg.train.epochs * self.steps_per_epoch)
+        self.schedule = schedule_for(cfg.train, dist.size, self.steps_per_epoch,
+                                     rule="linear", decay="cosine")
         self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=0.9)
         # Target sampling is seeded by (run seed and rank, step): a resumed run draws what an
         # uninterrupted one would have drawn.

@@ -22,7 +22,7 @@ from ai500.errors import ConfigError
 from ai500.metrics import flops, quality
 from ai500.models.resnet import ResNetConfig, build_resnet
 from ai500.workloads import steps_per_epoch
-from ai500.workloads.schedule import LinearScalingSchedule
+from ai500.workloads.schedule import schedule_for
 
 EVAL_BATCH = 256
 
@@ -82,9 +82,8 @@ class Workload:
         self.model = build_resnet(model_cfg)
         self.samples_per_step = cfg.train.batch_size
         self.steps_per_epoch = steps_per_epoch(len(self.train["label"]), self.samples_per_step, "events")
-        self.schedule = LinearScalingSchedule(cfg.train.lr, dist.size,
-                                              cfg.train.warmup_epochs * self.steps_per_epoch,
-                                              cfg.train.epochs * self.steps_per_epoch)
+        self.schedule = schedule_for(cfg.train, dist.size, self.steps_per_epoch,
+                                     rule="linear", decay="cosine")
         self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=0.9, nesterov=True)
         self._val_truth: tuple[np.ndarray, np.ndarray] | None = None
         self._broadcast_done = False
