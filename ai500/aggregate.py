@@ -401,7 +401,6 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
     ttq_training_s = (float(np.nanmax(merged["t_eval_end_training"][:, ttq_at]))
                       if ttq_at is not None else None)
     system = run_cfg.get("system", {})
-    price = system.get("cost", {}).get("price_per_node_hour")
     if not resumed:
         energy = summarise_energy(cfg, traces, run_s, ttq_s)
         ttq_node_hours = (scoring.node_hours(cfg["dist"]["nodes"], ttq_s)
@@ -505,15 +504,7 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
         "energy": energy,
         "samples_per_joule": scoring.samples_per_joule(
             float(global_samples.sum()) if n else None, energy["joules"]),
-        "cost": {
-            "node_hours_to_quality": ttq_node_hours,
-            "price_per_node_hour": price,
-            "currency": system.get("cost", {}).get("currency"),
-            "cost_to_quality": scoring.cost_to_quality(ttq_node_hours, price),
-            "definition": "nodes x time to quality (hours) x price per node-hour (system config)"
-            + ("; a resumed run adds each segment's nodes x its run time up to the quality "
-               "point (gaps between segments excluded)" if resumed else ""),
-        },
+        "cost": cost_summary(ttq_node_hours, system.get("cost", {}), resumed),
         "load_imbalance": {
             "median": float(np.median(imbalance)) if len(imbalance) else None,
             "max": float(np.max(imbalance)) if len(imbalance) else None,
@@ -625,6 +616,35 @@ def _fmt(value: float | None, unit: str = "", digits: int = 4) -> str:
     return f"{value:.{digits}g}{unit}"
 
 
+def cost_summary(node_hours: float | None, cost: dict, resumed: bool) -> dict:
+    """The summary's cost section: cost to quality, or null with the reason (no price set: the
+    default, since a made-up price would read as a real cost; or no time to quality)."""
+    price = cost.get("price_per_node_hour")
+    value = scoring.cost_to_quality(node_hours, price)
+    reason = (None if value is not None else
+              "no price_per_node_hour set in system.yaml (a site sets one with --system FILE.yaml)"
+              if price is None else "the quality target was not reached")
+    return {
+        "node_hours_to_quality": node_hours,
+        "price_per_node_hour": price,
+        "currency": cost.get("currency"),
+        "cost_to_quality": value,
+        "reason": reason,
+        "definition": "nodes x time to quality (hours) x price per node-hour (system config)"
+        + ("; a resumed run adds each segment's nodes x its run time up to the quality "
+           "point (gaps between segments excluded)" if resumed else ""),
+    }
+
+
+def cost_line(c: dict) -> str:
+    """One table line for a cost summary: the cost, or n/a with the reason."""
+    hours = f"{_fmt(c['node_hours_to_quality'])} node-hours"
+    if c["cost_to_quality"] is None:
+        return (f"  cost           n/a, {hours} to quality: "
+                f"{c.get('reason') or 'no price or no time to quality'}")
+    return f"  cost           {_fmt(c['cost_to_quality'])} {c['currency'] or ''} to quality ({hours})"
+
+
 def energy_line(e: dict) -> str:
     """One table line for an energy summary, always naming its method."""
     if e["joules"] is None:
@@ -678,8 +698,7 @@ def format_summary(s: dict) -> str:
         (f"  Valid FLOPS    {_fmt(s['flops']['valid_flops_per_s'], ' FLOP/s')} "
          f"({s['flops']['valid_flops_definition']})"),
         energy_line(s["energy"]),
-        (f"  cost           {_fmt(s['cost']['cost_to_quality'])} {s['cost']['currency'] or ''} to "
-         f"quality ({_fmt(s['cost']['node_hours_to_quality'])} node-hours)"),
+        cost_line(s["cost"]),
         (f"  load imbalance {_fmt(s['load_imbalance']['median'])} median, "
         f"{_fmt(s['load_imbalance']['max'])} max (slowest/fastest rank epoch time)"),
     ]

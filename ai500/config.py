@@ -388,9 +388,10 @@ def resolve(argv: list[str]) -> RunConfig:
     system = read_yaml(CONFIG_DIR / "system.yaml", str(CONFIG_DIR / "system.yaml"))
     if args.system:
         _merge_override(system, args.system, flag="--system")
-        if system["cost"]["price_per_node_hour"] < 0:
-            raise ConfigError(f"--system {args.system}: cost.price_per_node_hour must be >= 0, "
-                              f"got {system['cost']['price_per_node_hour']}")
+        price = system["cost"]["price_per_node_hour"]
+        if price is not None and (type(price) not in (int, float) or price < 0):
+            raise ConfigError(f"--system {args.system}: cost.price_per_node_hour must be >= 0 "
+                              f"(a number, or null for no price), got {price!r}")
     if args.no_energy:
         system["energy"]["enabled"] = False
     energy_settings(system)  # reject impossible values here, on every rank, before MPI starts

@@ -155,6 +155,9 @@ SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "flops.valid_flops_per_s": (_number, "a finite number"), "flops.method": (_text, "text"),
     "energy.joules": (_number, "a finite number"),
     "energy.joules_to_quality": (_number, "a finite number"), "energy.method": (_text, "text"),
+    "cost.node_hours_to_quality": (_number, "a finite number"),
+    "cost.cost_to_quality": (_number, "a finite number"), "cost.currency": (_text, "text"),
+    "cost.reason": (_text, "text"),
     "load_imbalance.median": (_number, "a finite number"),
     "load_imbalance.max": (_number, "a finite number"),
     "missing_or_failed_ranks": (lambda v: v is None or isinstance(v, dict), "an object"),
@@ -434,6 +437,7 @@ def training_points(runs: list[Run], mode: str) -> tuple[list[dict], dict]:
             "energy_to_quality_j": stats([(_get(r.summary, "energy") or {}).get("joules_to_quality")
                                           for r in reached]),
             "slurm_energy_j": stats([r.slurm_energy_j for r in ok]),
+            **cost_figures(reached),
             "load_imbalance_median": stats([_get(x, "load_imbalance", "median") for x in s]),
             "load_imbalance_max": max((v for v in (_get(x, "load_imbalance", "max") for x in s)
                                        if v is not None), default=None),
@@ -444,6 +448,19 @@ def training_points(runs: list[Run], mode: str) -> tuple[list[dict], dict]:
         })
     basis = scaling(rows, mode)
     return rows, basis
+
+
+def cost_figures(reached: list[Run]) -> dict:
+    """A rank count's cost columns from its runs that reached the target: the summaries' cost to
+    quality, its currency, and why it is n/a (no price set, for one) where a run has none."""
+    costs = [_get(r.summary, "cost") or {} for r in reached]
+    return {"node_hours_to_quality": stats([c.get("node_hours_to_quality") for c in costs]),
+            "cost_to_quality": stats([c.get("cost_to_quality") for c in costs]),
+            "cost_currency": sorted({str(c["currency"]) for c in costs
+                                     if c.get("currency") and c.get("cost_to_quality") is not None}),
+            "cost_reasons": sorted({str(c.get("reason") or "no cost in the run summary")
+                                    for c in costs if c.get("cost_to_quality") is None})
+            or ([] if reached else ["no run reached the quality target"])}
 
 
 def scaling(rows: list[dict], mode: str) -> dict:
@@ -619,6 +636,13 @@ def training_tables(rows: list[dict], info: dict, mode: str, metric: str) -> lis
           cell(r["energy_to_quality_j"]), cell(r["slurm_energy_j"])] for r in rows],
         "From each run summary's energy section; `estimated` is a model (CPU time × watts per "
         "core), not a measurement. n/a: the runs recorded no energy."))
+    tables.append(Table(
+        "Cost", ["N", "node-hours to quality", "cost to quality", "why n/a"],
+        [[str(r["ranks"]), cell(r["node_hours_to_quality"]),
+          cell(r["cost_to_quality"]) + "".join(f" {c}" for c in r["cost_currency"]),
+          "; ".join(r["cost_reasons"])] for r in rows],
+        "Nodes × time to quality (hours) × price per node-hour (the runs' system config), over "
+        "the runs that reached the target. There is no price unless a site sets one (--system)."))
     tables.append(Table(
         "Load imbalance", ["N", "median (slowest/fastest rank)", "max"],
         [[str(r["ranks"]), cell(r["load_imbalance_median"]), num(r["load_imbalance_max"])]

@@ -126,6 +126,36 @@ def test_energy_cost_and_valid_flops(tmp_path):
     assert "[estimated]" in aggregate.format_summary(s)
 
 
+def test_cost_is_na_with_the_reason_until_a_price_is_set(tmp_path):
+    """The shipped system.yaml has no price: no cost figure, the reason in summary.json and in the
+    printed table instead (a placeholder price would read as a real cost)."""
+    from ai500 import config
+
+    record = run_record()
+    record["config"]["system"]["cost"] = config.resolve(["--benchmark", "resnet"]).system["cost"]
+    s = aggregate.aggregate(make_run(tmp_path, config=record))
+    c = s["cost"]
+    assert c["price_per_node_hour"] is None and c["cost_to_quality"] is None
+    assert c["node_hours_to_quality"] == pytest.approx(14.5 / 3600)  # still measured
+    assert c["reason"] == ("no price_per_node_hour set in system.yaml (a site sets one with "
+                           "--system FILE.yaml)")
+    line = next(x for x in aggregate.format_summary(s).splitlines() if "cost " in x)
+    assert line == f"  cost           n/a, 0.004028 node-hours to quality: {c['reason']}"
+    assert "USD" not in line and "EUR" not in line
+
+
+def test_cost_with_a_price_and_without_time_to_quality(tmp_path):
+    (tmp_path / "priced").mkdir()
+    s = aggregate.aggregate(make_run(tmp_path / "priced"))
+    assert s["cost"]["reason"] is None
+    table = aggregate.format_summary(s).splitlines()
+    assert "  cost           0.008056 EUR to quality (0.004028 node-hours)" in table
+    (tmp_path / "low").mkdir()
+    s = aggregate.aggregate(make_run(tmp_path / "low", auc=[0.1, 0.2, 0.3]))
+    assert s["cost"]["cost_to_quality"] is None
+    assert s["cost"]["reason"] == "the quality target was not reached"
+
+
 def test_measured_and_estimated_nodes_are_never_added(tmp_path):
     config = {**CONFIG, "dist": {"size": 2, "hosts": ["a", "b"], "nodes": 2}}
     rapl = {"t": [-1.0, 30.0], "rapl:package-0": [0.0, 3100.0]}

@@ -47,6 +47,9 @@ def one_error_line(err: str, prefix: str = "ai500: error: ") -> str:
     (b"energy: {watts_per_core: lots}\n", "--system", "energy.watts_per_core must be a number"),
     (b"cost: {price_per_node_hour: .nan}\n", "--system", "price_per_node_hour must be finite"),
     (b"cost: {price_per_node_hour: -3}\n", "--system", "price_per_node_hour must be >= 0"),
+    (b"cost: {price_per_node_hour: cheap}\n", "--system",
+     "price_per_node_hour must be >= 0 (a number, or null for no price), got 'cheap'"),
+    (b"cost: {price_per_node_hour: true}\n", "--system", "price_per_node_hour must be >= 0"),
     (b"cost: {currency: 5}\n", "--system", "cost.currency must be text"),
 ])
 def test_bad_config_files(tmp_path, text, flag, fragment):

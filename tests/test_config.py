@@ -106,6 +106,9 @@ def test_system_file_overrides_and_rejects_unknown_keys(tmp_path):
     assert cfg.system["energy"]["watts_per_core"] == 10.0
     assert cfg.system["energy"]["enabled"] is False
     assert cfg.system["cost"] == {"price_per_node_hour": 3.5, "currency": "USD"}
+    # no price unless a site sets one (cost to quality is then n/a, not a made-up figure)
+    default = config.resolve(["--benchmark", "resnet"])
+    assert default.system["cost"] == {"price_per_node_hour": None, "currency": "USD"}
     bad = tmp_path / "bad.yaml"
     bad.write_text("energy: {watts_per_cpu: 10.0}\n")
     with pytest.raises(ConfigError, match="unknown key.*watts_per_cpu"):

@@ -24,10 +24,11 @@ from ai500.metrics.energy import (
     RaplMeter,
     average_power,
     energy_between,
-    parse_sacct_energy,
     peak_power,
+    sacct_energy,
+    sacct_joules,
+    sacct_record,
     select_meters,
-    slurm_job_energy,
 )
 
 MAX_UJ = 262143328850  # a real Intel package max_energy_range_uj
@@ -419,20 +420,44 @@ def test_columns_round_trip_through_hdf5(tmp_path: Path) -> None:
     assert empty.joules.shape == (2, 0) and empty.method == "unavailable"
 
 
+NO_VAL64 = "18446744073709551614"  # Slurm's "no value" marker for 64-bit fields (2**64 - 2)
+
+
 @pytest.mark.parametrize(
-    ("text", "joules"),
+    ("field", "joules"),
     [
-        ("4580000\n4570000\n0\n4560000\n", 4580000.0),  # job line first, then steps
-        ("  123456  \n", 123456.0),
+        ("4580000", 4580000.0),
+        ("  123456  ", 123456.0),
         ("", None),
-        ("\n\n", None),
-        ("0\n0\n", None),  # energy accounting off
-        ("18446744073709551614\n", None),  # NO_VAL64: nothing gathered
-        ("Unknown\n", None),
+        ("0", None),  # energy accounting off
+        (NO_VAL64, None),  # nothing gathered (not 1.8e19 J)
+        ("18446744073709551615", None),  # INFINITE64
+        ("9223372036854775808", None),  # 2**63 and above: a sentinel or garbage, never joules
+        ("Unknown", None),
+        ("-5", None),
+        ("nan", None),
+        ("inf", None),
     ],
 )
-def test_parse_sacct_energy(text: str, joules: float | None) -> None:
-    assert parse_sacct_energy(text) == joules
+def test_sacct_joules(field: str, joules: float | None) -> None:
+    assert sacct_joules(field) == joules
+
+
+def test_sacct_record_job_steps_and_sentinels() -> None:
+    off = sacct_record("9", 1, "", "sacct: error: Slurm accounting storage is disabled\n")
+    assert off["joules"] is None
+    assert off["reason"] == "sacct failed: error: Slurm accounting storage is disabled"
+    job = sacct_record("9", 0, "9|5120\n9.batch|0\n9.extern|\n9.0|5000\n", "")
+    assert job["joules"] == 5120.0 and job["reason"] is None
+    assert job["steps"] == {"9": 5120.0, "9.batch": None, "9.extern": None, "9.0": 5000.0}
+    steps = sacct_record("9", 0, "9|\n9.batch|\n9.0|300\n9.1|200\n", "")
+    assert steps["joules"] == 500.0
+    # the job line and the batch step carry NO_VAL64: the launched step's figure is the job's
+    marked = sacct_record("9", 0, f"9|{NO_VAL64}\n9.batch|{NO_VAL64}\n9.0|300\n", "")
+    assert marked["joules"] == 300.0 and marked["steps"]["9"] is None
+    none = sacct_record("9", 0, f"9|0\n9.batch|{NO_VAL64}\n9.0|{NO_VAL64}\n", "")
+    assert none["joules"] is None and "no AcctGatherEnergyType plugin" in none["reason"]
+    assert sacct_record("9", 0, "", "")["reason"] == "sacct returned no rows for this job"
 
 
 def fake_sacct(directory: Path, body: str) -> None:
@@ -442,20 +467,25 @@ def fake_sacct(directory: Path, body: str) -> None:
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
 
 
-def test_slurm_job_energy_calls_sacct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_sacct(tmp_path / "bin", f'echo "$@" > {tmp_path / "bin" / "args"}; echo 98765')
+def test_sacct_energy_calls_sacct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_sacct(tmp_path / "bin", f'echo "$@" > {tmp_path / "bin" / "args"}; '
+               f'printf "1234|{NO_VAL64}\\n1234.0|98765\\n"')
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    assert slurm_job_energy("1234.0") == 98765.0
+    record = sacct_energy("1234")
+    assert record["joules"] == 98765.0 and record["steps"] == {"1234": None, "1234.0": 98765.0}
     assert (tmp_path / "bin" / "args").read_text().split() == [
-        "-j", "1234.0", "-n", "-P", "-o", "ConsumedEnergyRaw"
+        "-j", "1234", "-n", "-P", "-o", "JobID,ConsumedEnergyRaw"
     ]
 
 
-def test_slurm_job_energy_without_or_with_failing_sacct(
+def test_sacct_energy_without_or_with_failing_sacct(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    assert sacct_energy("")["reason"] == "not inside a Slurm job (no SLURM_JOB_ID)"
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert slurm_job_energy("1234") is None
+    assert sacct_energy("1234")["reason"] == "sacct failed: sacct is not on PATH"
     fake_sacct(tmp_path / "bin", "echo 'sacct: error: Problem talking to the database' >&2; exit 1")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    assert slurm_job_energy("1234") is None
+    record = sacct_energy("1234")
+    assert record["joules"] is None
+    assert record["reason"] == "sacct failed: error: Problem talking to the database"

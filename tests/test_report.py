@@ -141,6 +141,23 @@ def test_energy_and_valid_flops_when_the_summaries_have_them(tmp_path):
     assert r["plots"]["skipped"] == {}
 
 
+def test_cost_is_na_with_the_reason_until_a_price_is_set(tmp_path):
+    reason = "no price_per_node_hour set in system.yaml (a site sets one with --system FILE.yaml)"
+    unpriced = summary(1, 100.0, ttq=3600.0)
+    unpriced["cost"] = {"node_hours_to_quality": 1.0, "price_per_node_hour": None,
+                        "currency": "USD", "cost_to_quality": None, "reason": reason}
+    priced = summary(2, 190.0, ttq=900.0)
+    priced["cost"] = {"node_hours_to_quality": 0.25, "price_per_node_hour": 3.0,
+                      "currency": "EUR", "cost_to_quality": 0.75, "reason": None}
+    pts = [(1, 1, unpriced, "ok"), (2, 1, priced, "ok"), (4, 1, summary(4, 300.0), "ok")]
+    r, md, _ = report(tmp_path, make_sweep(tmp_path, "w", pts))
+    assert r["points"][0]["cost_to_quality"] is None
+    assert r["points"][0]["cost_reasons"] == [reason]
+    assert f"| 1 | 1 | n/a | {reason} |" in md  # not "USD"
+    assert "| 2 | 0.25 | 0.75 EUR |  |" in md
+    assert "| 4 | n/a | n/a | no run reached the quality target |" in md
+
+
 def test_html_is_self_contained(tmp_path):
     pts = [(1, 1, summary(1, 100.0), "ok"), (2, 1, summary(2, 150.0), "ok")]
     r, _, out = report(tmp_path, make_sweep(tmp_path, "w", pts))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -213,26 +212,37 @@ def test_rank_exec_keeps_one_gpu_per_local_rank(env, expected):
     assert result.stdout.strip() == expected
 
 
-def load_sacct_energy():
-    spec = importlib.util.spec_from_file_location("sacct_energy", SLURM / "sacct_energy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+NO_VAL64 = "18446744073709551614"  # Slurm's "no value" marker (2**64 - 2)
 
 
-def test_sacct_energy_records():
-    m = load_sacct_energy()
-    off = m.summarise("9", 1, "", "sacct: error: Slurm accounting storage is disabled\n")
-    assert off["joules"] is None
-    assert off["reason"] == "sacct failed: error: Slurm accounting storage is disabled"
-    job = m.summarise("9", 0, "9|5120\n9.batch|0\n9.extern|\n9.0|5000\n", "")
-    assert job["joules"] == 5120.0 and job["reason"] is None
-    assert job["steps"] == {"9": 5120.0, "9.batch": None, "9.extern": None, "9.0": 5000.0}
-    steps = m.summarise("9", 0, "9|\n9.batch|\n9.0|300\n9.1|200\n", "")
-    assert steps["joules"] == 500.0
-    none = m.summarise("9", 0, "9|0\n9.batch|0\n", "")
-    assert none["joules"] is None and "no AcctGatherEnergyType plugin" in none["reason"]
-    assert m.summarise("9", 0, "", "")["reason"] == "sacct returned no rows for this job"
+@pytest.mark.parametrize("rows, joules, steps", [
+    # energy plugin on, but nothing gathered: the marker everywhere, not 1.8e19 J
+    (f"77|{NO_VAL64}\\n77.batch|{NO_VAL64}\\n77.extern|0\\n", None,
+     {"77": None, "77.batch": None, "77.extern": None}),
+    # the job line still unset while it runs; the finished srun step has its figure
+    (f"77|{NO_VAL64}\\n77.batch|{NO_VAL64}\\n77.0|4500\\n", 4500.0,
+     {"77": None, "77.batch": None, "77.0": 4500.0}),
+])
+def test_sacct_energy_script_reads_slurm_no_value_markers_as_no_energy(tmp_path, rows, joules,
+                                                                        steps):
+    """slurm/sacct_energy.py as slurm/common.sh runs it (its own directory, no PYTHONPATH),
+    against a fake sacct: the one parser, ai500.metrics.energy's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text(f'#!/bin/sh\nprintf "{rows}"\n')
+    (bin_dir / "sacct").chmod(0o755)
+    out = tmp_path / "slurm_energy.json"
+    result = subprocess.run([sys.executable, str(SLURM / "sacct_energy.py"), "77", str(out)],
+                            check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert (record["joules"], record["steps"]) == (joules, steps)
+    if joules is None:
+        assert "no-value marker" in record["reason"]
+        assert "null (sacct reports no energy" in result.stdout
+    else:
+        assert record["reason"] is None and "4500.0 J" in result.stdout
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ decides which); nothing here imports MPI or Horovod.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -35,7 +34,8 @@ DEFAULT_WATTS_PER_CORE = 6.75
 
 _ZONE_RE = re.compile(r"^(intel-rapl|amd-rapl)((?::\d+)+)$")
 _CONTROL_TYPES = ("intel-rapl", "amd-rapl")
-# Slurm prints NO_VAL64 (2**64 - 2) and similar sentinels where no energy was gathered.
+# Slurm prints NO_VAL64 (2**64 - 2), INFINITE64 (2**64 - 1) and similar sentinels where no energy
+# was gathered: read as joules, NO_VAL64 would be 1.8e19 J.
 _SLURM_SENTINEL = 2**63
 
 
@@ -505,38 +505,65 @@ def peak_power(samples: EnergySamples) -> float:
     return float(np.max(de[positive] / dt[positive]))
 
 
-def parse_sacct_energy(text: str) -> float | None:
-    """Joules from `sacct -j ID -n -P -o ConsumedEnergyRaw` output: the first line (the job, or the step
-    asked for). None when accounting gathered nothing (empty, 0, a NO_VAL sentinel or not a number)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return None
+SACCT_NOTE = ("read at the end of the batch script while the job is still running: covers the job "
+              "steps that had completed (an srun launch), not the batch step itself")
+
+
+def sacct_joules(field: str) -> float | None:
+    """Joules in one ConsumedEnergyRaw field of sacct's output; None where accounting gathered
+    nothing: empty, 0, not a number, negative, or one of Slurm's "no value" sentinels (NO_VAL64)."""
     try:
-        joules = float(lines[0])
+        joules = float(field.strip())
     except ValueError:
         return None
-    if not 0 < joules < _SLURM_SENTINEL:
-        return None
-    return joules
+    return joules if 0 < joules < _SLURM_SENTINEL else None  # NaN fails both
 
 
-def slurm_job_energy(job_id: str, timeout_s: float = 30.0) -> float | None:
-    """Slurm's ConsumedEnergy (joules) for a job, or for one step as "JOBID.STEP". Inside a running job,
-    ask for a finished step (e.g. "1234.0"): the job's own total is filled only when it ends.
-    None when sacct is missing, fails or energy accounting is off."""
-    sacct = shutil.which("sacct")
-    if sacct is None:
-        return None
+def sacct_record(job_id: str, returncode: int, stdout: str, stderr: str) -> dict:
+    """The slurm_energy.json record of one `sacct -j JOBID -n -P -o JobID,ConsumedEnergyRaw` call:
+    joules per job step (sacct_joules), and `joules` = the job's own figure, else the sum of its
+    launched steps (not .batch or .extern), else None with the reason."""
+    record = {"source": "sacct ConsumedEnergyRaw", "job_id": job_id, "joules": None,
+              "steps": {}, "reason": None, "note": SACCT_NOTE,
+              "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if returncode != 0:
+        message = (stderr.strip() or stdout.strip() or f"exit status {returncode}").splitlines()
+        record["reason"] = f"sacct failed: {message[0].removeprefix('sacct: ').strip()}"
+        return record
+    for line in stdout.splitlines():
+        if "|" not in line:
+            continue
+        step, energy = line.split("|")[:2]
+        record["steps"][step.strip()] = sacct_joules(energy)
+    steps = record["steps"]
+    if not steps:
+        record["reason"] = "sacct returned no rows for this job"
+    elif steps.get(job_id) is not None:
+        record["joules"] = steps[job_id]
+    else:
+        launched = [v for k, v in steps.items()
+                    if v is not None and not k.endswith((".batch", ".extern")) and k != job_id]
+        if launched:
+            record["joules"] = sum(launched)
+        else:
+            record["reason"] = ("sacct reports no energy for this job (ConsumedEnergyRaw empty, 0 "
+                                "or Slurm's no-value marker): the site has no AcctGatherEnergyType "
+                                "plugin, or only the still-running batch step used energy")
+    return record
+
+
+def sacct_energy(job_id: str, timeout_s: float = 60.0) -> dict:
+    """Slurm's accounted energy of a job as a sacct_record; the reason when there is none (not in
+    a job, sacct missing, failing or silent)."""
+    if not job_id:
+        return {**sacct_record("", 0, "", ""), "reason": "not inside a Slurm job (no SLURM_JOB_ID)"}
+    cmd = ["sacct", "-j", job_id, "-n", "-P", "-o", "JobID,ConsumedEnergyRaw"]
     try:
-        result = subprocess.run(
-            [sacct, "-j", str(job_id), "-n", "-P", "-o", "ConsumedEnergyRaw"],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if result.returncode != 0:
-        return None
-    return parse_sacct_energy(result.stdout)
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s)
+    except FileNotFoundError:
+        return sacct_record(job_id, 127, "", "sacct is not on PATH")
+    except OSError as exc:
+        return sacct_record(job_id, 126, "", f"cannot run sacct ({exc.strerror or exc})")
+    except subprocess.TimeoutExpired:
+        return sacct_record(job_id, 124, "", f"sacct did not answer within {timeout_s:g} s")
+    return sacct_record(job_id, result.returncode, result.stdout, result.stderr)
