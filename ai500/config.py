@@ -22,6 +22,7 @@ import yaml
 
 from ai500 import registry
 from ai500.errors import ConfigError
+from ai500.micro.peak import check_overrides as check_peak_overrides
 
 PRESETS = ("ci", "small", "full")
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -395,6 +396,8 @@ def resolve(argv: list[str]) -> RunConfig:
     if args.no_energy:
         system["energy"]["enabled"] = False
     energy_settings(system)  # reject impossible values here, on every rank, before MPI starts
+    check_peak_overrides(system.get("peak"),
+                         f"--system {args.system}" if args.system else "system config")
 
     return RunConfig(
         benchmark=args.benchmark, preset=args.preset, train=train, quality=quality,

@@ -1,5 +1,6 @@
 """Kernels and the timing routine: honest clocks, the ops the benchmark claims to run, clear errors."""
 
+import os
 import time
 
 import pytest
@@ -126,3 +127,32 @@ def test_kernel_the_device_cannot_run_is_one_config_error(monkeypatch: pytest.Mo
     one_line = r"^conv forward on tiny_conv_3x3 in float16 cannot run .*OpKernel[^\n]*$"
     with pytest.raises(ConfigError, match=one_line):
         measure("conv", sizes_for("conv", "ci")[0], "forward", "float16", warmup=0, repeats=1)
+
+
+def test_numpy_gemm_is_timed_like_the_kernels():
+    from ai500.micro.kernels import numpy_gemm
+
+    result = numpy_gemm(16, 64, 32, "float32", warmup=1, repeats=3)
+    assert result["flops"] == 2 * 16 * 64 * 32 and len(result["times_s"]) == 3
+    assert result["gflops"] == result["flops"] / result["seconds"]["median"] / 1e9
+    with pytest.raises(ConfigError):
+        numpy_gemm(16, 64, 32, "bfloat16", warmup=1, repeats=3)
+
+
+def test_numpy_blas_gets_the_ranks_threads():
+    import ctypes
+
+    from ai500.micro.kernels import _loaded_blas, set_numpy_threads
+
+    libs = _loaded_blas()
+    if not libs:
+        pytest.skip("numpy here uses no OpenBLAS or MKL")
+    try:
+        assert set_numpy_threads(1)[0] == 1
+        lib = ctypes.CDLL(libs[0])
+        getter = next(g for s, g in kernels._BLAS_THREADS if hasattr(lib, g))
+        assert getattr(lib, getter)() == 1  # the library itself reports it
+    finally:
+        set_numpy_threads(len(os.sched_getaffinity(0)))
+    with pytest.raises(ConfigError):
+        set_numpy_threads(0)

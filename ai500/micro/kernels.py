@@ -6,13 +6,19 @@ element returns only after the op has finished (on a GPU it waits for the stream
 than reducing the whole output keeps the timed work to the op itself: a full reduction adds 10-20 % to a
 pooling kernel on a CPU. Grappler has no rewrite that runs part of a convolution, GEMM or pooling kernel, and
 no XLA is used. The first call (tracing, graph optimisation, autotuning) is never timed.
+
+numpy's GEMM (`numpy_gemm`) is timed by the same routine for comparison: `a @ b` returns only when the
+product is complete, and numpy's BLAS is given the rank's cores (`set_numpy_threads`), as TensorFlow is.
 """
 
+import ctypes
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from ai500.errors import ConfigError
@@ -211,3 +217,75 @@ def measure(op: str, size: Size, direction: str, dtype: str, warmup: int, repeat
         "gflops": flops / timing.median / 1e9,
         "images_per_s": size.batch / timing.median,
     }
+
+
+def numpy_gemm(m: int, k: int, n: int, dtype: str, warmup: int, repeats: int) -> dict:
+    """Time numpy's (M×K)·(K×N) matmul into a preallocated output, like the kernels (`time_kernel`).
+
+    Keys: flops (2·M·N·K), seconds (median/min/max/mad), times_s, gflops (flops / median / 1e9).
+    float32 only: numpy has no bfloat16, and its float16 GEMM is not a BLAS call.
+    """
+    if dtype != "float32":
+        raise ConfigError(f"numpy's GEMM is timed in float32 only, not {dtype}")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32) * np.float32(k**-0.5)
+    out = np.empty((m, n), dtype=np.float32)
+    timing = time_kernel(lambda: np.matmul(a, b, out=out), warmup, repeats)
+    flops = gemm_flops(m, n, k)
+    return {
+        "flops": flops,
+        "times_s": list(timing.times),
+        "seconds": {"median": timing.median, "min": timing.min, "max": timing.max, "mad": timing.mad},
+        "gflops": flops / timing.median / 1e9,
+    }
+
+
+# (setter, getter) of the BLAS libraries numpy wheels and distributions load: numpy's bundled OpenBLAS
+# (64-bit interface, suffixed symbols), a plain OpenBLAS, scipy-openblas, MKL.
+_BLAS_THREADS = (
+    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+    ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads"),
+)
+
+
+def _loaded_blas() -> list[str]:
+    """Paths of the BLAS shared libraries loaded in this process (OpenBLAS or MKL), from /proc/self/maps."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
+    paths = {line.split(maxsplit=5)[-1] for line in maps if line.count(" ") >= 5}
+    blas = [p for p in paths if p.startswith("/") and ("openblas" in Path(p).name.lower()
+                                                       or "mkl_rt" in Path(p).name)]
+    return sorted(blas, key=lambda p: ("numpy" not in p, p))  # numpy's own first
+
+
+def set_numpy_threads(threads: int) -> tuple[int | None, str]:
+    """Give numpy's BLAS `threads` threads (the rank's cores, as TensorFlow's intra-op pool has), so that
+    ranks sharing a node do not oversubscribe it. Returns (threads the library now reports, or None where
+    no BLAS with a known thread setter is loaded, and what was done)."""
+    if not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    for path in _loaded_blas():
+        lib = ctypes.CDLL(path)
+        for setter, getter in _BLAS_THREADS:
+            if hasattr(lib, setter) and hasattr(lib, getter):
+                getattr(lib, setter)(ctypes.c_int(threads))
+                now = int(getattr(lib, getter)())
+                return now, f"numpy's BLAS ({Path(path).name}{_blas_core(lib)}) set to {now} thread(s)"
+    return None, "numpy's BLAS thread count not set (no OpenBLAS or MKL found loaded): its own default"
+
+
+def _blas_core(lib: ctypes.CDLL) -> str:
+    """", kernels for CORE": the CPU type an OpenBLAS built for many CPUs chose (an OpenBLAS older than
+    the CPU falls back to an old type, Prescott say, and its GEMM is then many times slower), or ""."""
+    for name in ("openblas_get_corename64_", "scipy_openblas_get_corename64_", "openblas_get_corename"):
+        if hasattr(lib, name):
+            getter = getattr(lib, name)
+            getter.restype = ctypes.c_char_p
+            core = getter()
+            return f", kernels for {core.decode(errors='replace')}" if core else ""
+    return ""

@@ -5,16 +5,26 @@ job); `cfg.benchmark` says which. Every rank times the same kernels at the same 
 barrier before each), so the merged traces give the rate the whole system delivers.
 
 Items, in order: first the practical-peak GEMMs (op `peak_gemm`, square n×n·n×n products of the
-`peak_gemm_orders` in the preset), then every size of each operator's table with every direction of that
-operator (size-major, directions in `ai500.micro.kernels.DIRECTIONS` order).
+`peak_gemm_orders` in the preset, growing), then every size of each operator's table with every direction
+of that operator (size-major, directions in `ai500.micro.kernels.DIRECTIONS` order). `items()` is a
+generator: the peak GEMMs stop at the first order where every library's aggregate rate (TensorFlow, and
+numpy) is less than 3 % above its best before it; every rank decides from the same all-rank figures (the
+slowest rank's medians, reduced after each order), so every rank stops at the same order.
+
+numpy: on a CPU in float32 every peak GEMM and every fc forward shape is also timed through numpy's GEMM
+(`np.matmul` into a preallocated output, the same timing routine, after its own barrier), with numpy's
+BLAS given the rank's cores; columns `numpy_median_s` and `numpy_gflops` of every row (NaN where not
+timed). The practical peak is the best of both libraries; where numpy beats TensorFlow on an fc shape the
+summary says so: a finding about the framework's GEMM, not noise.
 
 Peaks, both recorded in the trace (every row is one `kernels/` record):
 - practical: the `peak_gemm` rows themselves, timed exactly like the kernels (same warm-up, repeats and
   barrier), once per rank before the kernels; the summary takes the best aggregate GEMM rate;
 - theoretical: this rank's peak in the run's dtype, in column `peak_theoretical_gflops` of every row (NaN
-  where not derivable). CPU: cores × clock × FLOPs/cycle (ai500.micro.peak), with cores = the TensorFlow
-  intra-op threads this rank was given (no more than its share of the node's physical cores); GPU: the
-  datasheet peak of the device's name. How it was derived is in config.json (`workload.peak`).
+  where not derivable). CPU: cores × clock × FLOPs/cycle (ai500.micro.peak: a microarchitecture table,
+  overridable in system.yaml `peak`), with cores = the TensorFlow intra-op threads this rank was given (no
+  more than its share of the node's physical cores); GPU: the datasheet peak of the device's name. How it
+  was derived, or why it is unknown, is in config.json (`workload.peak`).
 
 float16 is refused on a CPU: TensorFlow 2.15's CPU kernels run float16 GEMMs through Eigen's scalar
 emulation (0.4 GFLOPS against 123 for float32 on a 512³ GEMM on one core of this project's AVX-512 VM, about
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +84,10 @@ class MicroSettings:
                 raise ConfigError(f"section 'micro': {name} must be an integer >= {low}, got {value!r}")
         orders = s.peak_gemm_orders
         if (not isinstance(orders, list) or not orders
-                or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in orders)):
-            raise ConfigError("section 'micro': peak_gemm_orders must be a non-empty list of positive "
-                              f"integers, got {orders!r}")
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in orders)
+                or orders != sorted(set(orders))):
+            raise ConfigError("section 'micro': peak_gemm_orders must be a non-empty, strictly growing "
+                              f"list of positive integers, got {orders!r}")
         return s
 
     def size_names(self) -> list[str] | None:
@@ -168,16 +180,24 @@ class Workload:
                     "emulation (hundreds of times slower than float32), so they would not measure the "
                     "hardware; use --dtype float32 or bfloat16")
             cores, how = theoretical_cores(dist)
-            self.theoretical = peak.cpu_theoretical_peak(dtype, cores=cores)
+            self.theoretical = peak.cpu_theoretical_peak(dtype, cores=cores,
+                                                         overrides=dict(cfg.system.get("peak") or {}))
             self.theoretical["method"] = self.theoretical["method"].replace(
                 f"{cores} cores as given", f"{how}", 1)
             self.device = f"CPU: {self.theoretical['cpu']}"
+        self.libraries = peak.gemm_libraries(dtype, gpu=bool(gpus))
+        self.numpy_threads = "numpy not timed (" + (
+            "GPU run" if gpus else f"{dtype}: numpy's GEMM is float32 only") + ")"
+        if "numpy" in self.libraries:
+            self.numpy_threads = kernels.set_numpy_threads(self.theoretical["cores"])[1]
         self.peak_sizes = [FcSize(f"gemm_{n}", n, n, n) for n in self.settings.peak_gemm_orders]
+        self._peak_rates: dict[str, list[float]] = {}  # aggregate GFLOPS of each library, by order
         self._practical: float | None = None
         self._header_done = False
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
+        orders = ", ".join(map(str, s.peak_gemm_orders))
         return {
             "benchmark": self.cfg.benchmark,
             "ops": list(self.ops),
@@ -189,33 +209,56 @@ class Workload:
             f"warm-up call(s), then {s.repeats} timed calls, each forced to complete; median reported",
             "sizes": {op: [size.name for size in sizes] for op, sizes in self.sizes.items()},
             "directions": {op: list(kernels.DIRECTIONS[op]) for op in self.sizes},
-            "items": len(self.items()),
+            "kernel_items": len(self.kernel_items()),
+            "peak_gemm_items_max": len(self.peak_sizes),
+            "libraries": list(self.libraries),
+            "numpy_threads": self.numpy_threads,
             "peak": {
                 "theoretical_rank0": self.theoretical,
                 "practical": {
                     "gemm_orders": list(s.peak_gemm_orders),
-                    "method": f"measured: square {s.dtype} GEMMs (n×n by n×n, 2·n³ FLOPs) of order "
-                    f"{', '.join(map(str, s.peak_gemm_orders))}, rows with op '{PEAK_OP}', timed like the "
-                    "kernels on every rank at once before them; the best aggregate rate is the peak",
+                    "min_gain": peak.PEAK_MIN_GAIN,
+                    "libraries": list(self.libraries),
+                    "method": f"measured: square {s.dtype} GEMMs (n×n by n×n, 2·n³ FLOPs) in "
+                    f"{' and '.join(self.libraries)}, n tried in the order {orders} until every "
+                    f"library's aggregate rate at an n is less than {peak.PEAK_MIN_GAIN:.0%} above its best "
+                    f"before it; rows with op '{PEAK_OP}', timed like the kernels on every rank at once before "
+                    "them; the best aggregate rate of any library and n is the peak",
                 },
             },
             "row_columns": "op, size, direction, dtype (text); batch, flops (per call), warmup, repeats, "
             "median_s, min_s, max_s, mad_s (seconds per call over the repeats), gflops (flops / median), "
-            "images_per_s (batch / median; rows/s for fc), peak_theoretical_gflops (this rank's)",
+            "images_per_s (batch / median; rows/s for fc), peak_theoretical_gflops (this rank's), "
+            "numpy_median_s, numpy_gflops (numpy's GEMM of the same shape: peak GEMMs and fc forward "
+            "rows on a CPU in float32; NaN elsewhere)",
         }
 
     def flops_per_sample(self) -> None:
         return None
 
-    def items(self) -> list[Item]:
+    def kernel_items(self) -> list[Item]:
+        """Every (op, size, direction, dtype) of the selected tables, in order (after the peak GEMMs)."""
         dtype = self.settings.dtype
-        items: list[Item] = [(PEAK_OP, size, "forward", dtype) for size in self.peak_sizes]
-        for op, sizes in self.sizes.items():
-            items += [(op, size, direction, dtype) for size in sizes for direction in kernels.DIRECTIONS[op]]
-        return items
+        return [(op, size, direction, dtype) for op, sizes in self.sizes.items()
+                for size in sizes for direction in kernels.DIRECTIONS[op]]
+
+    def items(self) -> Iterator[Item]:
+        """The peak GEMMs of growing order until the rate stops growing (decided after each has been
+        measured, from the all-rank rates), then `kernel_items()`."""
+        dtype = self.settings.dtype
+        self._peak_rates = {}
+        for size in self.peak_sizes:
+            yield (PEAK_OP, size, "forward", dtype)
+            if peak.search_done(self._peak_rates):
+                break
+        yield from self.kernel_items()
+
+    def _numpy_timed(self, op: str, direction: str) -> bool:
+        return "numpy" in self.libraries and (op == PEAK_OP or (op == "fc" and direction == "forward"))
 
     def measure(self, item: Item) -> dict[str, float | str]:
-        """Time one item on this rank; a kernel that cannot run on any rank stops every rank (collective)."""
+        """Time one item on this rank; a kernel that cannot run on any rank stops every rank (collective).
+        Peak GEMMs and fc forward shapes are timed in numpy too (after a barrier of their own)."""
         op, size, direction, dtype = item
         s = self.settings
         result, error = None, None
@@ -228,8 +271,19 @@ class Workload:
             distlib.agree(error, self.dist)
         elif error is not None:  # one rank: nothing to agree on
             raise Ai500Error(str(error), everywhere=True)
+        numpy_median = numpy_gflops = float("nan")
+        if self._numpy_timed(op, direction):
+            if self.dist.size > 1:
+                distlib.barrier()
+            ref = kernels.numpy_gemm(size.batch, size.in_features, size.out_features, dtype,
+                                     s.warmup, s.repeats)
+            numpy_median, numpy_gflops = ref["seconds"]["median"], ref["gflops"]
         if op == PEAK_OP:
-            self._practical = max(self._practical or 0.0, result["gflops"])
+            rates = self._aggregate_rates(result["flops"], result["seconds"]["median"], numpy_median)
+            for library, rate in rates.items():
+                self._peak_rates.setdefault(library, []).append(rate)
+            self._practical = max(self._practical or 0.0, result["gflops"],
+                                  0.0 if math.isnan(numpy_gflops) else numpy_gflops)
         theoretical = self.theoretical["gflops"]
         seconds = result["seconds"]
         return {
@@ -238,15 +292,30 @@ class Workload:
             "median_s": seconds["median"], "min_s": seconds["min"], "max_s": seconds["max"],
             "mad_s": seconds["mad"], "gflops": result["gflops"], "images_per_s": result["images_per_s"],
             "peak_theoretical_gflops": float("nan") if theoretical is None else theoretical,
+            "numpy_median_s": numpy_median, "numpy_gflops": numpy_gflops,
         }
+
+    def _aggregate_rates(self, flops: float, median_s: float, numpy_median_s: float) -> dict[str, float]:
+        """Each library's aggregate GFLOPS of one peak GEMM: ranks × FLOPs / the slowest rank's median
+        (collective with several ranks, so every rank gets the same figures)."""
+        medians = [median_s, -1.0 if math.isnan(numpy_median_s) else numpy_median_s]
+        if self.dist.size > 1:
+            medians = [float(v) for v in distlib.allreduce_max(medians)]
+        return {library: self.dist.size * flops / m / 1e9
+                for library, m in zip(("tensorflow", "numpy"), medians) if m > 0}
 
     def format_row(self, row: dict[str, float | str]) -> str:
         """Rank 0's progress line for one row (its own figures; the summary has the aggregate)."""
         line = (f"{row['op']:<9} {row['size']:<30} {row['direction']:<16} {row['dtype']:<8} "
                 f"{row['median_s'] * 1e3:10.3f} ms {row['gflops']:9.2f} GFLOPS "
                 f"{row['images_per_s']:11.1f} img/s")
+        if math.isfinite(row["numpy_gflops"]):
+            line += f" (numpy {row['numpy_gflops']:.2f} GFLOPS)"
         theoretical = row["peak_theoretical_gflops"]
-        if math.isfinite(theoretical):
+        best = max(row["gflops"], row["numpy_gflops"]) if math.isfinite(row["numpy_gflops"]) else row["gflops"]
+        if math.isfinite(theoretical) and best > theoretical:
+            line += " ABOVE the theoretical peak: the peak is wrong"
+        elif math.isfinite(theoretical):
             line += f" {100 * row['gflops'] / theoretical:5.1f}% theo"
         if row["op"] != PEAK_OP and self._practical:
             line += f" {100 * row['gflops'] / self._practical:5.1f}% prac"
