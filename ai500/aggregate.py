@@ -37,7 +37,7 @@ import numpy as np
 from ai500 import rundir
 from ai500.errors import Ai500Error, DataError
 from ai500.metrics import scoring
-from ai500.segments import Segment, describe, join, lineage, load_segments
+from ai500.segments import TIMES, Segment, describe, join, lineage, load_segments
 from ai500.trace import Trace, read_trace
 
 SUMMARY_SCHEMA_VERSION = 1
@@ -50,7 +50,8 @@ def _finite(value: float) -> float | None:
 TRACE_FILE = re.compile(r"trace-rank(\d+)\.h5$")
 # Columns a trace must hold, by run kind, each finite: training epochs (times are seconds from
 # run_start) and micro-benchmark kernel rows (text labels, then numbers).
-EPOCH_COLUMNS = ("epoch", "t_start", "t_train_end", "t_eval_end", "samples")
+EPOCH_COLUMNS = ("epoch", "t_ready", "t_start", "t_train_end", "t_eval_start", "t_eval_end",
+                 "samples")
 KERNEL_TEXT = ("op", "size", "direction", "dtype")
 KERNEL_NUMBERS = ("batch", "flops", "median_s", "min_s", "max_s", "mad_s", "gflops", "t_end")
 
@@ -146,10 +147,13 @@ def content_problem(trace: Trace, kind: str, metric: str | None) -> str | None:
             return f"{group}/{key} holds {'numbers' if key in text else 'text'}"
         if key in (*EPOCH_COLUMNS, *KERNEL_NUMBERS) and not np.isfinite(columns[key]).all():
             return f"{group}/{key} holds non-finite values"
-    if not micro and not (np.all(columns["t_start"] < columns["t_train_end"])
-                          and np.all(columns["t_train_end"] <= columns["t_eval_end"])
+    if not micro and not (np.all(columns["t_ready"] <= columns["t_start"])
+                          and np.all(columns["t_start"] < columns["t_train_end"])
+                          and np.all(columns["t_train_end"] <= columns["t_eval_start"])
+                          and np.all(columns["t_eval_start"] <= columns["t_eval_end"])
                           and np.all(columns["samples"] >= 0)):
-        return "epochs out of order (need t_start < t_train_end <= t_eval_end, samples >= 0)"
+        return ("epochs out of order (need t_ready <= t_start < t_train_end <= t_eval_start <= "
+                "t_eval_end, samples >= 0)")
     return None
 
 
@@ -213,14 +217,9 @@ def merge_epochs(traces: dict[int, Trace]) -> dict[str, np.ndarray]:
     ranks = sorted(traces)
     n = min((len(traces[r].epochs.get("epoch", [])) for r in ranks), default=0)
     column = lambda key: np.array([traces[r].epochs[key][:n] for r in ranks])
-    merged = {
-        "rank": np.array(ranks),
-        "epoch": np.arange(n),
-        "t_start": column("t_start") if n else np.zeros((len(ranks), 0)),
-        "t_train_end": column("t_train_end") if n else np.zeros((len(ranks), 0)),
-        "t_eval_end": column("t_eval_end") if n else np.zeros((len(ranks), 0)),
-        "samples": column("samples") if n else np.zeros((len(ranks), 0)),
-    }
+    merged = {"rank": np.array(ranks), "epoch": np.arange(n)}
+    for key in (*TIMES, "samples"):
+        merged[key] = column(key) if n else np.zeros((len(ranks), 0))
     # Training and evaluation metrics are global (reduced over ranks) and identical on every
     # rank, so rank 0's copy (or the lowest readable rank's) stands for the run.
     first = traces[ranks[0]].epochs if ranks else {}
@@ -319,6 +318,68 @@ def combine_energy(parts: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     return result
 
 
+ACCOUNTING_DEFINITION = (
+    "seconds on the job's timeline: training = from an epoch's start (all ranks past its "
+    "barrier) until the last rank finished its steps and the reduction of their metrics; "
+    "evaluation = from the last rank starting the global evaluation to the last finishing it; "
+    "checkpoint = rank 0's checkpoint writes (barriers included); other = the window's wall time "
+    "minus those three: trace flushes, progress lines, waiting at the barrier that starts each "
+    "epoch (barrier_wait_s, also counted in other), and on a resumed run the interruptions "
+    "(MLPerf clock); it should be near 0")
+
+
+def checkpoint_seconds(segments: list[Segment]) -> dict[tuple[int, int], float]:
+    """Rank 0's checkpoint write time (seconds) by (segment, epoch)."""
+    seconds: dict[tuple[int, int], float] = {}
+    for seg in segments:
+        rows = seg.traces[0].groups.get("checkpoints") if 0 in seg.traces else None
+        if rows:
+            for epoch, t0, t1 in zip(rows["epoch"], rows["t_start"], rows["t_end"]):
+                seconds[(seg.index, int(epoch))] = float(t1 - t0)
+    return seconds
+
+
+def epoch_accounting(merged: dict[str, np.ndarray],
+                     checkpoints: dict[tuple[int, int], float]) -> dict[str, np.ndarray]:
+    """Per merged epoch, seconds on the job's timeline (every rank starts an epoch together,
+    after its barrier): training until the last rank finished its steps, evaluation from the
+    last rank starting it to the last finishing, rank 0's checkpoint, the longest wait at the
+    starting barrier, the epoch's wall time (to the next epoch's start in the same segment, else
+    to the end of its evaluation and checkpoint) and other = wall - training - evaluation -
+    checkpoint (never negative: the phases follow one another on every rank)."""
+    segment, epoch = merged["segment"], merged["epoch"]
+    last = {key: np.nanmax(merged[key], axis=0) for key in TIMES}
+    start = last["t_start"]
+    result = {
+        "training_s": last["t_train_end"] - start,
+        "evaluation_s": last["t_eval_end"] - last["t_eval_start"],
+        "checkpoint_s": np.array([checkpoints.get((int(g), int(e)), 0.0)
+                                  for g, e in zip(segment, epoch)]),
+        "barrier_wait_s": np.nanmax(merged["t_start"] - merged["t_ready"], axis=0),
+    }
+    end = last["t_eval_end"] + result["checkpoint_s"]
+    for i in range(len(segment) - 1):
+        if segment[i + 1] == segment[i]:  # the epoch lasts until the next one starts
+            end[i] = start[i + 1]
+    result["wall_s"] = end - start
+    result["other_s"] = (result["wall_s"] - result["training_s"] - result["evaluation_s"]
+                         - result["checkpoint_s"])
+    return result
+
+
+def account_until(merged: dict[str, np.ndarray], per_epoch: dict[str, np.ndarray],
+                  position: int) -> dict[str, float]:
+    """Where the seconds from run_start to the end of the evaluation of merged epoch `position`
+    went: training, evaluation, checkpoints written before it, and the rest (other)."""
+    total = float(np.nanmax(merged["t_eval_end"][:, position]))
+    parts = {key: float(per_epoch[key][:position + 1].sum())
+             for key in ("training_s", "evaluation_s", "barrier_wait_s")}
+    parts["checkpoint_s"] = float(per_epoch["checkpoint_s"][:position].sum())
+    other = total - parts["training_s"] - parts["evaluation_s"] - parts["checkpoint_s"]
+    return {"total_s": total, **parts, "other_s": other,
+            "other_share": other / total if total > 0 else None}
+
+
 def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int, str],
               segments: list[Segment] | None = None) -> dict:
     """The run summary as a JSON-ready dict (see the module docstring for the definitions).
@@ -382,6 +443,7 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
                    if throughput is not None and flops_cfg.get("train") else None)
     init = [float(t.attrs["init_seconds"]) for t in traces.values() if "init_seconds" in t.attrs]
 
+    per_epoch = epoch_accounting(merged, checkpoint_seconds(segments)) if n else {}
     epochs = []
     for e in range(n):
         row = {"epoch": int(merged["epoch"][e]), "global_samples": int(global_samples[e]),
@@ -390,7 +452,8 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
                "load_imbalance": float(slowest[e] / fastest[e]),
                "t_end_s": float(np.nanmax(merged["t_eval_end"][:, e])),
                "segment": int(merged["segment"][e]),
-               "t_end_training_s": float(np.nanmax(merged["t_eval_end_training"][:, e]))}
+               "t_end_training_s": float(np.nanmax(merged["t_eval_end_training"][:, e])),
+               **{key: float(values[e]) for key, values in per_epoch.items()}}
         row.update({k: _finite(v[e]) for k, v in merged.items() if k.startswith(("train_", "val_"))})
         epochs.append(row)
 
@@ -511,6 +574,11 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int,
             "definition": "slowest / fastest rank's training time per measured epoch",
         },
         "checkpoints": checkpoint_stats(segments),
+        "time_accounting": {
+            "to_quality": account_until(merged, per_epoch, ttq_at) if ttq_at is not None else None,
+            "run": account_until(merged, per_epoch, n - 1) if n else None,
+            "definition": ACCOUNTING_DEFINITION,
+        },
         "epochs": epochs,
     }
 
@@ -702,6 +770,14 @@ def format_summary(s: dict) -> str:
         (f"  load imbalance {_fmt(s['load_imbalance']['median'])} median, "
         f"{_fmt(s['load_imbalance']['max'])} max (slowest/fastest rank epoch time)"),
     ]
+    for window, label in (("to_quality", "to quality"), ("run", "whole run")):
+        a = s["time_accounting"][window]
+        if a is not None:
+            share = "n/a" if a["other_share"] is None else f"{100 * a['other_share']:.2f} %"
+            lines.append(f"  time {label:<10} {_fmt(a['total_s'], ' s')} = training "
+                         f"{_fmt(a['training_s'], ' s')} + evaluation {_fmt(a['evaluation_s'], ' s')}"
+                         f" + checkpoint {_fmt(a['checkpoint_s'], ' s')} + other "
+                         f"{_fmt(a['other_s'], ' s')} ({share})")
     if s.get("checkpoints"):
         c = s["checkpoints"]
         lines.append(f"  checkpoints    {c['written']} written, last {_fmt(c['bytes_last'], ' B')}, "

@@ -169,6 +169,31 @@ def broadcast_training_state(models: list, optimizers: list) -> bool:
     return True
 
 
+def average_statistics(models: list) -> int:
+    """Make every rank hold one model before an evaluation or a checkpoint: each model's
+    non-trainable variables (batch-norm moving means and variances; the trainable weights are
+    already identical, since every rank applies the same averaged gradients) are replaced by their
+    mean over the ranks. One fused allreduce, summed in float64 and cast back, so every rank gets
+    the same bits. Averaging each rank's moving variance leaves out the spread of the ranks' means
+    (every rank's batches are drawn from the same distribution, so that spread is small).
+    Returns the number of values averaged."""
+    import tensorflow as tf
+
+    variables = [v for model in models for v in model.non_trainable_variables
+                 if v.dtype.is_floating]
+    if not variables:
+        return 0
+    flat = np.concatenate([v.numpy().astype(np.float64).ravel() for v in variables])
+    hvd = _hvd()
+    mean = hvd.allreduce(tf.constant(flat), op=hvd.Sum, name="ai500.statistics").numpy() / hvd.size()
+    offset = 0
+    for v in variables:
+        n = int(np.prod(v.shape))
+        v.assign(mean[offset:offset + n].reshape(v.shape).astype(v.dtype.as_numpy_dtype))
+        offset += n
+    return len(flat)
+
+
 def distributed_tape(tape):
     """Wrap a GradientTape so gradient() returns gradients averaged over all ranks."""
     return _hvd().DistributedGradientTape(tape)

@@ -226,7 +226,7 @@ def write_mllog(run_dir: Path, submission: dict | None = None,
         meta = {EPOCH_NUM: e + 1}
         log.start(EPOCH_START, metadata=meta, time_ms=ms(epochs["t_start"][e]))
         log.end(EPOCH_STOP, metadata=meta, time_ms=ms(epochs["t_train_end"][e]))
-        t_eval = epochs.get("t_eval_start", epochs["t_train_end"])[e]
+        t_eval = epochs["t_eval_start"][e]
         log.start(EVAL_START, metadata=meta, time_ms=ms(t_eval))
         log.end(EVAL_STOP, metadata=meta, time_ms=ms(epochs["t_eval_end"][e]))
         if metric in epochs:

@@ -438,6 +438,7 @@ def training_points(runs: list[Run], mode: str) -> tuple[list[dict], dict]:
                                           for r in reached]),
             "slurm_energy_j": stats([r.slurm_energy_j for r in ok]),
             **cost_figures(reached),
+            **time_figures(reached),
             "load_imbalance_median": stats([_get(x, "load_imbalance", "median") for x in s]),
             "load_imbalance_max": max((v for v in (_get(x, "load_imbalance", "max") for x in s)
                                        if v is not None), default=None),
@@ -461,6 +462,17 @@ def cost_figures(reached: list[Run]) -> dict:
             "cost_reasons": sorted({str(c.get("reason") or "no cost in the run summary")
                                     for c in costs if c.get("cost_to_quality") is None})
             or ([] if reached else ["no run reached the quality target"])}
+
+
+ACCOUNTED = ("total_s", "training_s", "evaluation_s", "checkpoint_s", "other_s", "other_share")
+
+
+def time_figures(reached: list[Run]) -> dict:
+    """A rank count's time to quality taken apart (the summaries' time_accounting.to_quality):
+    training, evaluation, checkpoint and other seconds, and other's share, over the runs that
+    reached the target."""
+    parts = [_get(r.summary, "time_accounting", "to_quality") or {} for r in reached]
+    return {f"ttq_{key}": stats([p.get(key) for p in parts]) for key in ACCOUNTED}
 
 
 def scaling(rows: list[dict], mode: str) -> dict:
@@ -624,6 +636,16 @@ def training_tables(rows: list[dict], info: dict, mode: str, metric: str) -> lis
             + ("" if info["basis"] == "time to quality" else
                ", because not every N reached the quality target: the mean of the slowest "
                "rank's training time per measured epoch") + "."))
+    tables.append(Table(
+        "Where the time to quality went",
+        ["N", "time to quality s", "training s", "evaluation s", "checkpoint s", "other s",
+         "other %"],
+        [[str(r["ranks"]), *(cell(r[f"ttq_{key}"]) for key in ACCOUNTED[:-1]),
+          cell(r["ttq_other_share"], 0.01)] for r in rows],
+        "From run_start to the end of the evaluation that reached the target, on the job's "
+        "timeline: training (all ranks' steps), evaluation, checkpoints written before it, and "
+        "other: everything else (trace flushes, waits at the barriers between epochs, on a "
+        "resumed run the interruptions), which should be near 0. Runs that reached the target."))
     tables.append(Table(
         "FLOPS", ["N", "FLOPS (GFLOP/s)", "Valid FLOPS (GFLOP/s)"],
         [[str(r["ranks"]), cell(r["flops_per_s"], 1e9), cell(r["valid_flops_per_s"], 1e9)]

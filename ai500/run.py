@@ -32,6 +32,7 @@ PROCESS_START = time.perf_counter()
 
 from ai500 import __version__, checkpoint, config, registry, rundir
 from ai500 import dist as distlib
+from ai500.data.pipeline import Prefetcher
 from ai500.errors import Ai500Error, ConfigError, TrainingError
 from ai500.trace import TraceWriter, trace_name
 from ai500.watchdog import Watchdog, inject_fault, parse_fault
@@ -372,7 +373,13 @@ def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: Trace
     fault = parse_fault(os.environ.get("AI500_FAULT"))  # checked in main(): well formed
     for epoch in range(first_epoch, cfg.train.epochs):
         inject_fault(fault, dist.rank, epoch)
-        row = run_epoch(workload, epoch, run_start, trace, dist, beat)
+        # Every epoch starts after a barrier: what a rank did after the previous epoch (its trace
+        # flush, a checkpoint) is then that rank's time between epochs, recorded as the others'
+        # wait, not counted in anyone's training time.
+        t_ready = clock()
+        distlib.barrier()
+        row = {"t_ready": t_ready - run_start, **run_epoch(workload, epoch, run_start, trace,
+                                                             dist, beat)}
         row["t_eval_start"] = clock() - run_start
         row.update(workload.evaluate())
         beat()
@@ -439,23 +446,23 @@ def run_epoch(workload, epoch: int, run_start: float, trace: TraceWriter,
     from tqdm import tqdm
 
     t_start = clock()
-    batches = workload.train_batches(epoch)
     sums: dict[str, float] = {}
     samples = 0
     show_bar = dist.is_root and progress_bar_wanted()
-    for _ in tqdm(range(workload.steps_per_epoch), disable=not show_bar, leave=False,
-                  desc=f"epoch {epoch}"):
-        s0 = clock()
-        stats = workload.train_step(next(batches))
-        s1 = clock()
-        beat()
-        trace.add_step(s0 - run_start, s1 - run_start, workload.samples_per_step)
-        samples += workload.samples_per_step
-        for key, value in stats.items():
-            sums[key] = sums.get(key, 0.0) + value * workload.samples_per_step
-    t_end = clock()
+    with Prefetcher(workload.train_batches(epoch)) as batches:
+        for _ in tqdm(range(workload.steps_per_epoch), disable=not show_bar, leave=False,
+                      desc=f"epoch {epoch}"):
+            s0 = clock()
+            stats = workload.train_step(next(batches))
+            s1 = clock()
+            beat()
+            trace.add_step(s0 - run_start, s1 - run_start, workload.samples_per_step)
+            samples += workload.samples_per_step
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + value * workload.samples_per_step
     keys = sorted(sums)
     totals = distlib.allreduce_sum([samples] + [sums[k] for k in keys])
+    t_end = clock()  # the epoch's training metrics reduced over the ranks are part of training
     means = {f"train_{k}": totals[i + 1] / totals[0] for i, k in enumerate(keys)}
     if not all(np.isfinite(v) for v in means.values()):
         bad = ", ".join(f"{k}={v}" for k, v in means.items() if not np.isfinite(v))

@@ -9,7 +9,7 @@ those up to the checkpoint the next one resumed from, so an epoch redone after a
 once, as the later segment ran it.
 
 Two clocks for every joined epoch:
-- MLPerf clock (t_start, t_train_end, t_eval_end): wall-clock seconds from the first segment's
+- MLPerf clock (t_ready, t_start, t_train_end, t_eval_start, t_eval_end): wall-clock seconds from the first segment's
   run_start, through failures, lost work, gaps and re-initialisation (the hosts' clocks are
   assumed to agree);
 - training clock (t_eval_end_training): the checkpoint's elapsed_s that the segment resumed from
@@ -30,7 +30,7 @@ from ai500 import rundir
 from ai500.errors import DataError
 from ai500.trace import Trace
 
-TIMES = ("t_start", "t_train_end", "t_eval_end")
+TIMES = ("t_ready", "t_start", "t_train_end", "t_eval_start", "t_eval_end")
 
 
 @dataclass
@@ -153,9 +153,7 @@ def join(chain: list[tuple[Segment, int | None]]
         part: dict[str, np.ndarray] = {"epoch": numbers[idx],
                                        "segment": np.full(len(idx), seg.index)}
         columns = seg.traces[min(seg.traces)].epochs
-        for key in TIMES + ("samples", "t_eval_start"):
-            if key == "t_eval_start" and any(key not in t.epochs for t in seg.traces.values()):
-                continue
+        for key in TIMES + ("samples",):
             grid = np.full((ranks, len(idx)), np.nan)
             for r, trace in seg.traces.items():
                 grid[r] = np.asarray(trace.epochs[key], dtype=float)[idx]
@@ -169,8 +167,6 @@ def join(chain: list[tuple[Segment, int | None]]
         expected = int(numbers[idx[-1]]) + 1
     merged: dict[str, np.ndarray] = {"rank": np.arange(ranks)}
     for key in dict.fromkeys(k for p in parts for k in p):
-        if key == "t_eval_start" and any(key not in p for p in parts):
-            continue
         # Only per-epoch metrics can be missing from a part (1-D): NaN there.
         merged[key] = np.concatenate([p.get(key, np.full(len(p["epoch"]), np.nan))
                                       for p in parts], axis=-1)

@@ -3,8 +3,10 @@
 Layout (schema version SCHEMA_VERSION):
   attributes  schema_version, run_id, benchmark, rank, size, local_rank, local_size, host, pid,
               config (JSON), wall_start (Unix seconds at run_start), init_seconds, status
-  epochs/     one 1-D column per field: epoch, t_start, t_train_end, t_eval_end, samples,
-              train_<metric>..., <eval metric>...
+  epochs/     one 1-D column per field: epoch, t_ready (this rank reached the barrier that
+              starts the epoch), t_start (past it), t_train_end, t_eval_start, t_eval_end,
+              samples, train_<metric>..., <eval metric>...
+  checkpoints/  rank 0 only: epoch, t_start, t_end, bytes of each checkpoint written
   steps/      t_start, t_end, samples — a bounded sample (every stride-th step; the stride doubles
               whenever the buffer fills, so long runs keep an even sample in bounded memory)
   system/     t, cpu_percent, rss_bytes
@@ -33,7 +35,7 @@ import numpy as np
 
 from ai500.errors import HDF5_ERRORS, DataError, first_line
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: epochs gained t_ready and t_eval_start (time accounting)
 MAX_STEP_ROWS = 4096
 
 

@@ -1,7 +1,10 @@
-"""The baseline for ai500's instrumentation overhead: a bare TensorFlow + Horovod training loop
-of the same model, batch and optimizer as `ai500.run`, on in-memory tensors, with no traces,
-no per-step timing, no evaluation. Run under mpirun; rank 0 prints one JSON line:
-{"samples_per_s": global samples / slowest rank's time over the timed epochs}.
+"""The baseline for ai500's end-to-end overhead: a bare TensorFlow + Horovod loop doing the same
+training and evaluation as `ai500.run --benchmark resnet` (same synthetic events, model, batch,
+optimizer and learning-rate schedule; every epoch the validation shard is scored and the global
+ROC AUC computed), with none of ai500's machinery: no traces, no per-step timing, no barriers,
+no energy sampler, no checkpoints. Run under mpirun; rank 0 prints one JSON line:
+{"wall_s": seconds from a barrier after setup to the end of the last evaluation (slowest rank),
+ "samples_per_s": global samples / slowest rank's training time over epochs 1.. }.
 """
 
 from __future__ import annotations
@@ -18,29 +21,44 @@ import numpy as np
 import tensorflow as tf
 
 from ai500 import config
+from ai500.data import common, hep
+from ai500.metrics import quality
 from ai500.models.resnet import ResNetConfig, build_resnet
+from ai500.workloads.schedule import schedule_for
+
+EVAL_BATCH = 256  # as ai500.workloads.resnet
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--events-per-rank", type=int, required=True)
+    parser.add_argument("--config", help="the same YAML overrides ai500.run is given")
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
 
     hvd.init()
+    rank, size = hvd.rank(), hvd.size()
     cores = os.cpu_count() or 1
     tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // hvd.local_size()))
     tf.config.threading.set_inter_op_parallelism_threads(2)
-    preset = config.load_preset("resnet", args.preset)
-    batch, lr = preset["train"]["batch_size"], preset["train"]["lr"]
-    size = preset["data"]["image_size"]
-    model = build_resnet(ResNetConfig(**{**preset["model"], "input_shape": (size, size, 3)}))
-    optimizer = tf.keras.optimizers.SGD(lr * hvd.size(), momentum=0.9, nesterov=True)
-    rng = np.random.default_rng(hvd.rank())
-    images = rng.random((args.events_per_rank, size, size, 3), dtype=np.float32)
-    labels = (rng.random(args.events_per_rank) < 0.5).astype(np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(
+    argv = ["--benchmark", "resnet", "--preset", args.preset, "--epochs", str(args.epochs)]
+    cfg = config.resolve(argv + (["--config", args.config] if args.config else []))
+    tf.keras.utils.set_random_seed(cfg.seed)
+    data, batch = cfg.data, cfg.train.batch_size
+    t0, t1 = hep.shard_range(data["n_train"], rank, size, equal=True)
+    v0, v1 = hep.shard_range(data["n_val"], rank, size, equal=False)
+    train = hep.generate_events(t0, t1 - t0, data["seed"], data["image_size"])
+    val = hep.generate_events(v0, v1 - v0, common.split_seed(data["seed"], "val"),
+                              data["image_size"])
+    images = np.ascontiguousarray(train["data"].transpose(0, 2, 3, 1))
+    val_images = np.ascontiguousarray(val["data"].transpose(0, 2, 3, 1))
+    labels = hvd.allgather(tf.constant(val["label"])).numpy()
+    weights = hvd.allgather(tf.constant(val["normweight"])).numpy()
+    model = build_resnet(ResNetConfig(**{**cfg.model, "input_shape": images.shape[1:]}))
+    steps = len(images) // batch
+    optimizer = tf.keras.optimizers.SGD(schedule_for(cfg.train, size, steps, "linear", "cosine"),
+                                        momentum=0.9, nesterov=True)
+    dataset = tf.data.Dataset.from_tensor_slices((images, train["label"])).batch(
         batch, drop_remainder=True).prefetch(2)
 
     @tf.function
@@ -54,24 +72,33 @@ def main() -> None:
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
+    @tf.function(reduce_retracing=True)
+    def predict(x):
+        return tf.sigmoid(model(x, training=False)[:, 0])
+
+    hvd.allreduce(tf.constant(0.0), name="bare.start").numpy()
+    start = time.perf_counter()
     timed_seconds, timed_samples = 0.0, 0
     for epoch in range(args.epochs):
-        start = time.perf_counter()
-        samples = 0
+        t_epoch = time.perf_counter()
         for i, (x, y) in enumerate(dataset):
             loss = step(x, y)
             if epoch == 0 and i == 0:
                 hvd.broadcast_variables(model.variables + optimizer.variables, root_rank=0)
-            samples += batch
         loss.numpy()
-        seconds = time.perf_counter() - start
-        if epoch > 0:  # epoch 0 is warm-up, as in ai500.run
-            timed_seconds += seconds
-            timed_samples += samples
-    slowest = hvd.allreduce(tf.constant(timed_seconds, tf.float64), op=hvd.Max).numpy()
+        if epoch > 0:  # epoch 0 is warm-up, as in ai500's throughput
+            timed_seconds += time.perf_counter() - t_epoch
+            timed_samples += steps * batch
+        scores = np.concatenate([predict(val_images[i:i + EVAL_BATCH]).numpy()
+                                 for i in range(0, len(val_images), EVAL_BATCH)])
+        scores = hvd.allgather(tf.constant(scores.astype(np.float64))).numpy()
+        auc = quality.roc_auc(scores, labels, weights)
+    wall = time.perf_counter() - start
+    slowest = hvd.allreduce(tf.constant([wall, timed_seconds], tf.float64), op=hvd.Max).numpy()
     total = hvd.allreduce(tf.constant(float(timed_samples), tf.float64), op=hvd.Sum).numpy()
-    if hvd.rank() == 0:
-        print(json.dumps({"samples_per_s": total / slowest}), flush=True)
+    if rank == 0:
+        print(json.dumps({"wall_s": float(slowest[0]), "samples_per_s": total / slowest[1],
+                          "val_auc": auc}), flush=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def make_run(tmp_path, config=CONFIG, ranks=(0, 1), statuses=("ok", "ok"), auc=A
             w.set_group("energy", energy[rank])
         t = 0.0
         for epoch, dur in enumerate(DURATIONS[rank]):
-            w.add_epoch({"epoch": epoch, "t_start": t, "t_train_end": t + dur,
+            w.add_epoch({"epoch": epoch, "t_ready": t, "t_start": t, "t_train_end": t + dur, "t_eval_start": t + dur,
                          "t_eval_end": t + dur + 0.5, "samples": 100,
                          "train_loss": 0.5, "val_auc": auc[epoch]})
             t += 10.0
@@ -174,3 +174,46 @@ def test_energy_disabled_is_unavailable_not_zero(tmp_path):
     s = aggregate.aggregate(make_run(tmp_path, config=config))
     assert s["energy"]["joules"] is None and s["energy"]["method"] == "unavailable"
     assert "n/a [unavailable]" in aggregate.format_summary(s)
+
+
+def test_time_accounting_adds_up_and_names_the_time_outside_the_phases(tmp_path):
+    """Two ranks, three epochs of 10 s: rank 1 flushes slowly after epoch 0 (rank 0 waits 1.5 s
+    at epoch 1's barrier) and rank 0 writes a 2 s checkpoint after epoch 1. Every second from
+    run_start to the quality point (epoch 1) is training, evaluation, checkpoint or other."""
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    starts = [0.0, 10.0, 20.0]
+    ready = {0: [0.0, 8.5, 19.0], 1: [0.0, 10.0, 19.5]}
+    for rank in (0, 1):
+        w = TraceWriter(tmp_path / trace_name(rank), {"run_id": "run1", "rank": rank,
+                                                      "wall_start": 1.7e9, "init_seconds": 3.0})
+        for e, t in enumerate(starts):
+            train_end = t + 5.0 + rank  # rank 1 trains 1 s longer: the slowest rank counts
+            w.add_epoch({"epoch": e, "t_ready": ready[rank][e], "t_start": t,
+                         "t_train_end": train_end, "t_eval_start": train_end + 0.5,
+                         "t_eval_end": t + 8.0, "samples": 100, "train_loss": 0.5,
+                         "val_auc": AUC[e]})
+        if rank == 0:
+            w.set_group("checkpoints", {"epoch": [1], "t_start": [t_ck := 18.0],
+                                        "t_end": [t_ck + 1.0], "bytes": [1e6]})
+        w.close("ok")
+    s = aggregate.aggregate(tmp_path)
+    epoch0, epoch1, epoch2 = s["epochs"]
+    # Training until the last rank finished (6 s), evaluation from the last rank starting it.
+    assert (epoch0["training_s"], epoch0["evaluation_s"], epoch0["wall_s"]) == (6.0, 1.5, 10.0)
+    assert epoch0["other_s"] == pytest.approx(2.5)
+    assert epoch1["checkpoint_s"] == 1.0 and epoch1["barrier_wait_s"] == 1.5
+    assert epoch1["other_s"] == pytest.approx(10.0 - 6.0 - 1.5 - 1.0)
+    # The last epoch lasts to the end of its evaluation; rank 1's 0.5 s between training and
+    # evaluation is other.
+    assert epoch2["wall_s"] == 8.0 and epoch2["other_s"] == pytest.approx(0.5)
+    to_quality = s["time_accounting"]["to_quality"]  # epoch 1 reaches 0.8
+    assert to_quality["total_s"] == 18.0
+    assert (to_quality["training_s"], to_quality["evaluation_s"]) == (12.0, 3.0)
+    assert to_quality["checkpoint_s"] == 0.0  # epoch 1's checkpoint came after its evaluation
+    assert to_quality["other_s"] == pytest.approx(3.0)
+    assert to_quality["other_share"] == pytest.approx(3.0 / 18.0)
+    run = s["time_accounting"]["run"]
+    assert run["total_s"] == 28.0 and run["checkpoint_s"] == 1.0
+    assert run["training_s"] + run["evaluation_s"] + run["checkpoint_s"] + run["other_s"] == (
+        pytest.approx(run["total_s"]))
+    assert "other 3 s (16.67 %)" in aggregate.format_summary(s)

@@ -97,7 +97,7 @@ def write_trace(path: Path, rank: int, run_id: str = RUN_ID, size: int = 2, stat
     w = TraceWriter(path, {"run_id": run_id, "rank": rank, "size": size, "wall_start": 1.7e9,
                            "init_seconds": 2.0, **(attrs or {})})
     for e in range(epochs):
-        w.add_epoch({"epoch": e, "t_start": 10.0 * e, "t_train_end": 10.0 * e + 4.0,
+        w.add_epoch({"epoch": e, "t_ready": 10.0 * e, "t_start": 10.0 * e, "t_train_end": 10.0 * e + 4.0, "t_eval_start": 10.0 * e + 4.0,
                      "t_eval_end": 10.0 * e + 5.0, "samples": 50, "train_loss": 0.5,
                      "val_auc": 0.7 + 0.1 * e})
     w.close(status)
@@ -184,7 +184,7 @@ def test_a_trace_from_another_run_or_a_bigger_one(tmp_path, capsys):
     (lambda p: p.write_bytes(p.read_bytes()[:1000]), "not a readable HDF5 trace (Unable to"),
     (lambda p: p.write_bytes(b""), "not a readable HDF5 trace"),
     (lambda p: p.unlink(), "no trace file"),
-    (lambda p: write_trace(p, 1, attrs={"schema_version": 2}), "schema version 2, expected 1"),
+    (lambda p: write_trace(p, 1, attrs={"schema_version": 1}), "schema version 1, expected 2"),
     (lambda p: write_trace(p, 1, status="running"), "trace status 'running'"),
     (lambda p: write_trace(p, 1, attrs={"rank": 0}), "holds rank 0"),
     (lambda p: write_trace(p, 1, attrs={"wall_start": float("nan")}), "attribute wall_start is nan"),
@@ -214,13 +214,13 @@ def test_damaged_trace_fails_the_run_and_never_replaces_a_good_summary(tmp_path,
 def test_epoch_columns_are_checked(tmp_path, capsys):
     run = make_run(tmp_path / "run")
     w = TraceWriter(run / trace_name(1), {"run_id": RUN_ID, "rank": 1, "wall_start": 1.7e9})
-    w.add_epoch({"epoch": 0, "t_start": 5.0, "t_train_end": 4.0, "t_eval_end": 6.0,
+    w.add_epoch({"epoch": 0, "t_ready": 5.0, "t_start": 5.0, "t_train_end": 4.0, "t_eval_start": 4.0, "t_eval_end": 6.0,
                  "samples": 5, "val_auc": 0.9})
     w.close("ok")
     code, err = aggregate_cli(run, capsys)
     assert code == 1 and "epochs out of order" in one_error_line(err)
     w = TraceWriter(run / trace_name(1), {"run_id": RUN_ID, "rank": 1, "wall_start": 1.7e9})
-    w.add_epoch({"epoch": 0, "t_start": 0.0, "t_train_end": 4.0, "t_eval_end": 6.0,
+    w.add_epoch({"epoch": 0, "t_ready": 0.0, "t_start": 0.0, "t_train_end": 4.0, "t_eval_start": 4.0, "t_eval_end": 6.0,
                  "samples": 5})
     w.close("ok")
     code, err = aggregate_cli(run, capsys)
@@ -240,17 +240,17 @@ def test_cli_prints_no_traceback(tmp_path):
 def test_trace_reader_rejects_foreign_layouts(tmp_path):
     path = tmp_path / "t.h5"
     with h5py.File(path, "w") as f:
-        f.attrs["schema_version"] = 1
+        f.attrs["schema_version"] = 2
         f["epochs"] = np.zeros(3)  # a dataset where a group of columns belongs
     with pytest.raises(DataError, match="epochs is not a group of columns"):
         read_trace(path)
     with h5py.File(path, "w") as f:
-        f.attrs["schema_version"] = 1
+        f.attrs["schema_version"] = 2
         f.create_group("epochs")["t_start"] = np.zeros((2, 2))
     with pytest.raises(DataError, match="epochs/t_start is not a 1-D column"):
         read_trace(path)
     with h5py.File(path, "w") as f:
-        f.attrs["schema_version"] = 1
+        f.attrs["schema_version"] = 2
         f.attrs["config"] = "{not json"
     with pytest.raises(DataError, match="attribute config is not a JSON object"):
         read_trace(path)

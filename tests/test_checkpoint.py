@@ -524,7 +524,7 @@ def _segment(directory: Path, record: dict, wall: float, epochs: dict[int, float
             w.set_group("energy", {"t": [-1.0, end + 1.0], "estimated:node": [0.0, 10.0 * (end + 2)]})
         for i, (epoch, auc) in enumerate(epochs.items()):
             t = 4.0 * i
-            w.add_epoch({"epoch": epoch, "t_start": t, "t_train_end": t + 2.0 + rank,
+            w.add_epoch({"epoch": epoch, "t_ready": t, "t_start": t, "t_train_end": t + 2.0 + rank, "t_eval_start": t + 2.0 + rank,
                          "t_eval_end": t + 4.0, "samples": 100, "train_loss": 0.5,
                          "val_auc": auc})
         w.close(status)

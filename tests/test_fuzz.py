@@ -54,7 +54,7 @@ def write_run(run_dir: Path) -> None:
                                    "estimated:node": np.array([0.0, 60.0, 410.0])})
         for epoch in range(3):
             t = 10.0 * epoch
-            w.add_epoch({"epoch": epoch, "t_start": t, "t_train_end": t + 4.0 + rank,
+            w.add_epoch({"epoch": epoch, "t_ready": t, "t_start": t, "t_train_end": t + 4.0 + rank, "t_eval_start": t + 4.0 + rank,
                          "t_eval_end": t + 5.5 + rank, "samples": 100, "train_loss": 0.5,
                          "val_auc": 0.6 + 0.1 * epoch})
             for step in range(4):

@@ -33,7 +33,7 @@ def fake_run(path, auc):
                                                   "wall_start": WALL, "init_seconds": 3.0})
         for e in range(3):
             t = 10.0 * e
-            w.add_epoch({"epoch": e, "t_start": t, "t_train_end": t + 2 + rank,
+            w.add_epoch({"epoch": e, "t_ready": t, "t_start": t, "t_train_end": t + 2 + rank,
                          "t_eval_start": t + 2.25 + rank, "t_eval_end": t + 2.5 + rank,
                          "samples": 100, "train_loss": 0.5, "val_auc": auc[e]})
         w.close("ok")

@@ -246,3 +246,18 @@ def test_a_resumed_run_says_its_time_is_wall_clock_and_gives_the_training_time(t
     assert ("| np0001-r01 | 1 | 1 | ok | yes | 30 (resumed: wall clock, not a valid MLPerf "
             "result; training time 20) |") in md
     assert "| np0002-r01 | 2 | 1 | ok | yes | 16 |" in md
+
+
+def test_time_to_quality_is_taken_apart_per_n(tmp_path):
+    def accounted(n, ttq, other):
+        s = summary(n, 100.0 * n, ttq=ttq)
+        s["time_accounting"] = {"to_quality": {
+            "total_s": ttq, "training_s": ttq - 2.0 - other, "evaluation_s": 2.0,
+            "checkpoint_s": 0.0, "other_s": other, "other_share": other / ttq}}
+        return s
+    pts = [(1, 1, accounted(1, 100.0, 1.0), "ok"), (2, 1, accounted(2, 50.0, 0.25), "ok")]
+    r, md, _ = report(tmp_path, make_sweep(tmp_path, "w", pts))
+    p1, p2 = r["points"]
+    assert p1["ttq_other_s"]["median"] == 1.0 and p2["ttq_training_s"]["median"] == 47.75
+    assert "### Where the time to quality went" in md
+    assert "| 2 | 50 | 47.75 | 2 | 0 | 0.25 | 0.5 |" in md  # other % of time to quality

@@ -8,11 +8,17 @@ not call collectives there, since a rank that fails must reach the driver's erro
     samples_per_step: int           samples this rank processes per training step
     steps_per_epoch: int            identical on every rank (collectives run in lock-step)
     describe() -> dict              model and data facts for config.json
-    train_batches(epoch) -> Iterator    this rank's batches for one epoch
+    train_batches(epoch) -> Iterator    this rank's batches for one epoch: a plain generator of
+                                    tuples of numpy arrays; the driver runs it in a background
+                                    thread (ai500.data.pipeline.Prefetcher) and hands train_step
+                                    tuples of tf.Tensors
     train_step(batch) -> dict[str, float]
                                     one optimisation step; returns this rank's per-sample means
                                     (e.g. loss, accuracy) as Python floats, so the work is complete
-    evaluate() -> dict[str, float]  validation metrics over the whole validation set (all ranks)
+    evaluate() -> dict[str, float]  validation metrics over the whole validation set (all ranks),
+                                    of one model: call dist.average_statistics(models) before
+                                    anything reads batch-norm moving statistics, so every rank
+                                    evaluates, and the driver then checkpoints, identical models
     flops_per_sample() -> dict      {"forward", "train": FLOPs per sample, "method": str}
     write_figures(run_dir)          optional: rank 0 writes pictures of the result (no collectives)
     checkpoint_state() -> dict[str, trackable]

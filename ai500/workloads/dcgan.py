@@ -14,10 +14,11 @@ raw generator's P(k) error swings by a factor 2-3 from one check to the next (GA
 its moving-average batch-norm statistics lag the changing weights (pixel KS 0.1-0.2 where batch
 statistics give 0.03-0.06); the averaged generator is smoother and better at equal steps.
 
-Quality (every epoch, all ranks): each rank generates a fixed number of maps from fixed latent
-vectors (seeded by (seed, rank)), inverts the normalisation to κ and sums their power spectra and
-pixel histograms; the held-out real maps are summarised the same way, shard by shard. The sums are
-gathered in rank order and added, so every rank gets the same numbers, then
+Quality (every epoch, all ranks): `eval_maps` maps in all (a fixed global number, split over the
+ranks in whole evaluation batches, from latent vectors seeded by the run seed: the same maps at
+any rank count) are generated, mapped back to κ, and their power spectra and pixel histograms
+summed; the held-out real maps are summarised the same way, shard by shard. One allreduce adds
+the sums, so every rank gets the same numbers, then
 `val_pk_error` (median |P_gen/P_real − 1| over k bins), `val_ks` (pixel KS statistic) and the target
 metric `val_quality` = max(val_pk_error / PK_THRESHOLD, val_ks / KS_THRESHOLD) (≤ 1: both pass).
 """
@@ -54,7 +55,7 @@ class DataSettings:
     n_train: int
     n_val: int
     seed: int
-    eval_maps_per_rank: int
+    eval_maps: int
     norm_shift: float = cosmo.SHIFT
     norm_scale: float = cosmo.SCALE_A
     norm_log_range: float = cosmo.LOG_RANGE
@@ -64,8 +65,10 @@ class DataSettings:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{f.name} must be a number, got {value!r}")
-        if min(self.image_size, self.n_train, self.n_val, self.eval_maps_per_rank) < 1:
-            raise ValueError("image_size, n_train, n_val and eval_maps_per_rank must be >= 1")
+        if min(self.image_size, self.n_train, self.n_val, self.eval_maps) < 1:
+            raise ValueError("image_size, n_train, n_val and eval_maps must be >= 1")
+        if self.eval_maps % EVAL_BATCH:
+            raise ValueError(f"eval_maps must be a multiple of the evaluation batch {EVAL_BATCH}")
         if min(self.norm_shift, self.norm_scale, self.norm_log_range) <= 0:
             raise ValueError("norm_shift, norm_scale and norm_log_range must be > 0")
 
@@ -83,6 +86,19 @@ def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[
     train, _ = cosmo.load_shard(Path(data_path), "train", dist.rank, dist.size, True, size)
     val, _ = cosmo.load_shard(Path(data_path), "val", dist.rank, dist.size, False, size)
     return train, val, f"files under {data_path}"
+
+
+def evaluation_latents(maps: int, latent_dim: int, seed: int, dist: Dist) -> np.ndarray:
+    """This rank's share of the `maps` latent vectors every evaluation generates from: one fixed
+    global set (seeded by the run seed alone), split over the ranks in whole batches of
+    EVAL_BATCH, so the generated sample, and the noise of its spectrum error and KS, is the same
+    whatever the rank count (a rank may get none)."""
+    every = np.random.default_rng([seed, 0x6576616C]).standard_normal((maps, latent_dim))
+    batches = maps // EVAL_BATCH
+    base, extra = divmod(batches, dist.size)
+    first = dist.rank * base + min(dist.rank, extra)
+    mine = base + (dist.rank < extra)
+    return every[first * EVAL_BATCH:(first + mine) * EVAL_BATCH].astype(np.float32)
 
 
 class Workload:
@@ -110,9 +126,8 @@ class Workload:
         self.g_opt = tf.keras.optimizers.Adam(
             schedule_for(cfg.train, dist.size, self.steps_per_epoch, rule="sqrt",
                          decay="constant"), beta_1=ADAM_BETA1)
-        rng = np.random.default_rng([cfg.seed, 0x6576616C, dist.rank])
-        self.eval_latent = rng.standard_normal(
-            (self.data.eval_maps_per_rank, self.model_cfg.latent_dim)).astype(np.float32)
+        self.eval_latent = evaluation_latents(self.data.eval_maps, self.model_cfg.latent_dim,
+                                              cfg.seed, dist)
         self._real_stats: dict[str, np.ndarray] | None = None
         self.last_spectra: tuple[np.ndarray, np.ndarray] | None = None
         self._broadcast_done = False
@@ -138,7 +153,8 @@ class Workload:
             "train_maps_per_rank": len(self.train),
             "train_maps_used_per_epoch": self.steps_per_epoch * self.samples_per_step * self.dist.size,
             "val_maps_this_rank": len(self.val_kappa),
-            "eval_generated_maps": self.data.eval_maps_per_rank * self.dist.size,
+            "eval_generated_maps": self.data.eval_maps,
+            "eval_generated_maps_this_rank": len(self.eval_latent),
             "normalisation": f"s = clip(ln((k + {self.data.norm_shift:g}) / {self.data.norm_scale:g}) / "
                              f"{self.data.norm_log_range:g}, -1, 1); metrics on k = inverse(s)",
             "optimizer": f"Adam (beta1 {ADAM_BETA1}) for each network, same learning rate",
@@ -157,16 +173,14 @@ class Workload:
                 "generator_ema": self.generator_ema, "d_opt": self.d_opt, "g_opt": self.g_opt}
 
     def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        # Map order from (seed, epoch, rank); latent noise from (seed, rank, epoch, step). A plain
-        # generator, not tf.data: a batch is a 0.5 MB gather (microseconds), and tearing down a
-        # from_generator pipeline at the end of an epoch was measured to stall 4-7 s here.
+        # Map order from (seed, epoch, rank); latent noise from (seed, rank, epoch, step).
         order = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank]).permutation(len(self.train))
         batch, latent = self.samples_per_step, self.model_cfg.latent_dim
         for step in range(self.steps_per_epoch):
             idx = np.sort(order[step * batch:(step + 1) * batch])
             z = np.random.default_rng([self.cfg.seed, self.dist.rank, epoch, step]).standard_normal(
                 (batch, latent)).astype(np.float32)
-            yield tf.constant(self.train[idx]), tf.constant(z)
+            yield self.train[idx], z
 
     @tf.function
     def _train_step(self, real, z):
@@ -210,7 +224,9 @@ class Workload:
     def generate(self, z: np.ndarray) -> np.ndarray:
         """Normalised maps s (n, S, S) float32 from latent vectors: the averaged generator, batches
         of EVAL_BATCH (so a map depends on its batch, identically in every evaluation)."""
-        return np.concatenate([self._generate(z[i:i + EVAL_BATCH]).numpy()
+        size = self.data.image_size
+        return np.concatenate([np.zeros((0, size, size), np.float32)] +
+                              [self._generate(z[i:i + EVAL_BATCH]).numpy()
                                for i in range(0, len(z), EVAL_BATCH)])
 
     def _summary(self, kappa: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -218,8 +234,9 @@ class Workload:
         return np.concatenate([sums, counts, cq.pixel_histogram(s)])
 
     def _reduce(self, local: np.ndarray) -> dict[str, np.ndarray]:
-        # Gather every rank's sums and add them in rank order: the same numbers on every rank.
-        total = distlib.allgather_array(local[None, :].astype(np.float64)).sum(axis=0)
+        # The summaries are sums over maps: one allreduce adds every rank's (the same result on
+        # every rank, a fixed-size message whatever the rank count).
+        total = distlib.allreduce_sum(local.astype(np.float64))
         nbins = self.data.image_size // 2
         return {"sums": total[:nbins], "counts": total[nbins:2 * nbins], "hist": total[2 * nbins:]}
 
@@ -228,6 +245,10 @@ class Workload:
             self._real_stats = self._reduce(self._summary(self.val_kappa, self._normalise(self.val_kappa)))
         s = self.generate(self.eval_latent)
         gen = self._reduce(self._summary(self._denormalise(s), s))
+        # One model on every rank, to checkpoint. After generating: evaluation uses batch
+        # statistics, and running the averaged generator in training mode moved its (unused)
+        # moving statistics differently on each rank.
+        distlib.average_statistics([self.generator, self.discriminator, self.generator_ema])
         real = self._real_stats
         p_gen, p_real = gen["sums"] / gen["counts"], real["sums"] / real["counts"]
         self.last_spectra = (p_gen, p_real)

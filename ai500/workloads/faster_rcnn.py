@@ -164,7 +164,7 @@ class Workload:
         self.optimizer.build(self.model.trainable_variables)  # momentum slots exist before a restore
         return {"model": self.model, "optimizer": self.optimizer}
 
-    def train_batches(self, epoch: int) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+    def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         # Field order and crop offsets depend on (seed, epoch, rank) only: a run repeats exactly.
         rng = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank])
         order = rng.permutation(len(self.train["images"]))
@@ -173,7 +173,7 @@ class Workload:
             idx = np.sort(order[step * batch:(step + 1) * batch])
             images, boxes = weather.random_crop(self.train["images"][idx], self.train["boxes"][idx],
                                                 *self.crop, rng)
-            yield tf.constant(self._standardise(images)), tf.constant(boxes, tf.float32)
+            yield self._standardise(images), boxes.astype(np.float32)
 
     @tf.function
     def _train_step(self, images, boxes):
@@ -214,6 +214,7 @@ class Workload:
         return out
 
     def evaluate(self) -> dict[str, float]:
+        distlib.average_statistics([self.model])  # one model on every rank, evaluated and saved
         if self._truths is None:  # the true boxes never change: gather them once
             used = self.val_boxes[..., 4] >= 0
             image_id = np.broadcast_to(self.val_index[:, None], used.shape)[used]

@@ -110,15 +110,9 @@ class Workload:
         order = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank]).permutation(
             len(self.train["label"]))
         batch = self.samples_per_step
-
-        def batches():
-            for step in range(self.steps_per_epoch):
-                idx = np.sort(order[step * batch:(step + 1) * batch])
-                yield self.train["data"][idx], self.train["label"][idx]
-
-        spec = (tf.TensorSpec([batch, *self.train["data"].shape[1:]], tf.float32),
-                tf.TensorSpec([batch], tf.float32))
-        return iter(tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2))
+        for step in range(self.steps_per_epoch):
+            idx = np.sort(order[step * batch:(step + 1) * batch])
+            yield self.train["data"][idx], self.train["label"][idx]
 
     @tf.function
     def _train_step(self, images, labels):
@@ -144,6 +138,7 @@ class Workload:
         return tf.sigmoid(self.model(images, training=False)[:, 0])
 
     def evaluate(self) -> dict[str, float]:
+        distlib.average_statistics([self.model])  # one model on every rank, evaluated and saved
         if self._val_truth is None:  # labels and weights never change: gather them once
             self._val_truth = (distlib.allgather_array(self.val["label"]),
                                distlib.allgather_array(self.val["normweight"]))
