@@ -30,7 +30,7 @@ MUTATIONS = 50  # per reader
 BATCH_TIMEOUT_S = 60.0
 IMAGE = 8  # image size of the tiny datasets
 EVENTS = 12  # events / maps per tiny dataset file
-WEATHER_FIELD, WEATHER_SAMPLES = 16, 3  # the smallest climate fields weather.py writes
+WEATHER_FIELD, WEATHER_SAMPLES = 16, 3  # the smallest climate fields weather_synthetic writes
 READERS = ("trace", "aggregate", "hep", "cosmo", "weather")
 
 
@@ -65,7 +65,7 @@ def write_run(run_dir: Path) -> None:
 
 def write_datasets(root: Path) -> dict[str, Path]:
     """Tiny valid dataset files of every reader, by reader name."""
-    from ai500.data import cosmo, hep, weather
+    from ai500.data import cosmo, hep, weather_synthetic
 
     files = {"hep": root / "hep" / "train.h5", "cosmo": root / "cosmo" / "train.npy",
              "weather": root / "weather" / "train.h5"}
@@ -73,7 +73,8 @@ def write_datasets(root: Path) -> dict[str, Path]:
         path.parent.mkdir(parents=True)
     hep.write_split(files["hep"], EVENTS, 0, IMAGE)
     cosmo.write_split(files["cosmo"], EVENTS, 0, IMAGE)
-    weather.write_split(files["weather"], WEATHER_SAMPLES, 0, WEATHER_FIELD, WEATHER_FIELD)
+    weather_synthetic.write_split(files["weather"], WEATHER_SAMPLES, 0, WEATHER_FIELD,
+                                  WEATHER_FIELD)
     return files
 
 

@@ -1,4 +1,5 @@
-"""Synthetic Extreme Weather climate fields: determinism, files, physics of the events, crops, errors."""
+"""Synthetic Extreme Weather climate fields (determinism, physics of the events) and the layout's reader
+(files, crops, normalisation, errors)."""
 
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import python_module
 
-from ai500.data import common, weather
+from ai500.data import common, weather, weather_synthetic
 from ai500.errors import DataError
 
 H, W = 48, 64  # small windows keep the tests fast
@@ -38,39 +39,41 @@ def vorticity(fields: np.ndarray, lat: np.ndarray) -> np.ndarray:
 def events_of(seed: int, n: int, height: int = 96, width: int = 128):
     """(fields, background without events, boxes, lat, events) of samples 0..n-1."""
     for i in range(n):
-        fields, boxes, lat, events = weather.sample(seed, i, height, width)
-        background = weather.sample(seed, i, height, width, events=False)[0]
+        fields, boxes, lat, events = weather_synthetic.sample(seed, i, height, width)
+        background = weather_synthetic.sample(seed, i, height, width, events=False)[0]
         yield fields, background, boxes, lat, events
 
 
 def test_generation_is_deterministic_and_blockwise():
-    a = weather.generate_samples(2, 2, seed=7, height=H, width=W)
-    whole = weather.generate_samples(0, 4, seed=7, height=H, width=W)
+    a = weather_synthetic.generate_samples(2, 2, seed=7, height=H, width=W)
+    whole = weather_synthetic.generate_samples(0, 4, seed=7, height=H, width=W)
     assert whole["images"].shape == (4, 16, H, W) and whole["images"].dtype == np.float32
     assert whole["boxes"].shape == (4, 15, 5) and whole["boxes"].dtype == np.float32
     assert whole["latitude"].shape == (4, H) and whole["latitude"].dtype == np.float32
     for key in ("images", "boxes", "latitude"):
         np.testing.assert_array_equal(a[key], whole[key][2:])
-        np.testing.assert_array_equal(a[key], weather.generate_samples(2, 2, 7, H, W)[key])
-    assert not np.array_equal(a["images"], weather.generate_samples(2, 2, 8, H, W)["images"])
+        np.testing.assert_array_equal(a[key],
+                                      weather_synthetic.generate_samples(2, 2, 7, H, W)[key])
+    assert not np.array_equal(a["images"],
+                              weather_synthetic.generate_samples(2, 2, 8, H, W)["images"])
     assert np.isfinite(whole["images"]).all()
 
 
 def test_window_latitudes():
-    d = weather.generate_samples(0, 16, seed=3, height=H, width=W)
+    d = weather_synthetic.generate_samples(0, 16, seed=3, height=H, width=W)
     lat = d["latitude"].astype(np.float64)
     np.testing.assert_allclose(np.diff(lat, axis=1), weather.DLAT, rtol=1e-4)  # row 0 southernmost
     centre = lat.mean(axis=1)
-    assert np.all(np.abs(centre) <= weather.MAX_CENTRE_LATITUDE + 1e-3)
+    assert np.all(np.abs(centre) <= weather_synthetic.MAX_CENTRE_LATITUDE + 1e-3)
     assert (centre > 0).any() and (centre < 0).any()
     # A full-height window is the whole globe, pole to pole.
-    full = weather.sample(3, 0, weather.GLOBAL_ROWS, 24)[2]
+    full = weather_synthetic.sample(3, 0, weather.GLOBAL_ROWS, 24)[2]
     assert full[0] == pytest.approx(-90 + weather.DLAT / 2, abs=1e-4)
     assert full[-1] == pytest.approx(90 - weather.DLAT / 2, abs=1e-4)
 
 
 def test_climatology_magnitudes():
-    d = weather.generate_samples(0, 24, seed=4, height=H, width=W)
+    d = weather_synthetic.generate_samples(0, 24, seed=4, height=H, width=W)
     img, lat = d["images"], d["latitude"]
     tropics, polar = np.abs(lat) < 15, np.abs(lat) > 55
     assert tropics.any() and polar.any()
@@ -161,7 +164,7 @@ def test_atmospheric_rivers_are_moisture_filaments():
 
 
 def test_boxes_and_class_frequencies():
-    d = weather.generate_samples(0, 200, seed=1234, height=80, width=112)
+    d = weather_synthetic.generate_samples(0, 200, seed=1234, height=80, width=112)
     boxes = d["boxes"]
     used = boxes[..., 4] != -1
     weather._check_boxes(Path("generated"), 0, boxes, 80, 112)  # valid boxes inside the window
@@ -181,9 +184,9 @@ def test_boxes_and_class_frequencies():
 
 def test_written_file_layout_and_load_range(tmp_path):
     path = tmp_path / "train-0.h5"
-    weather.write_split(path, 5, seed=3, height=H, width=W)
+    weather_synthetic.write_split(path, 5, seed=3, height=H, width=W)
     assert not (tmp_path / "train-0.h5.tmp").exists()
-    expected = weather.generate_samples(0, 8, 3, H, W)
+    expected = weather_synthetic.generate_samples(0, 8, 3, H, W)
     with h5py.File(path, "r") as f:
         assert f["images"].shape == (5, 16, H, W) and f["images"].dtype == np.float32
         assert f["boxes"].shape == (5, 15, 5) and f["boxes"].dtype == np.float32
@@ -204,14 +207,17 @@ def test_written_file_layout_and_load_range(tmp_path):
 
 
 def test_generate_dataset_disjoint_and_no_overwrite(tmp_path):
-    paths = weather.generate_dataset(tmp_path / "w", n_train=3, n_val=2, seed=2, height=H, width=W)
+    paths = weather_synthetic.generate_dataset(tmp_path / "w", n_train=3, n_val=2, seed=2,
+                                               height=H, width=W)
     assert [p.name for p in paths] == ["train.h5", "val.h5"]
     assert weather.inspect_files(paths) == [3, 2]
     with h5py.File(paths[1], "r") as val:
         np.testing.assert_array_equal(
-            val["images"][:], weather.generate_samples(0, 2, common.split_seed(2, "val"), H, W)["images"])
+            val["images"][:],
+            weather_synthetic.generate_samples(0, 2, common.split_seed(2, "val"), H, W)["images"])
     with pytest.raises(DataError, match="refusing to overwrite"):
-        weather.generate_dataset(tmp_path / "w", n_train=3, n_val=2, seed=2, height=H, width=W)
+        weather_synthetic.generate_dataset(tmp_path / "w", n_train=3, n_val=2, seed=2,
+                                           height=H, width=W)
 
 
 def test_normalisation():
@@ -255,7 +261,7 @@ def test_crop_by_hand():
 
 
 def test_random_and_centre_crops_follow_the_boxes():
-    d = weather.generate_samples(0, 12, seed=9, height=80, width=112)
+    d = weather_synthetic.generate_samples(0, 12, seed=9, height=80, width=112)
     yy, xx = np.mgrid[0:80, 0:112]
     images = np.broadcast_to((yy * 1000 + xx).astype(np.float32), (12, 16, 80, 112)).copy()
     out, boxes = weather.random_crop(images, d["boxes"], 64, 96, np.random.default_rng(1))
@@ -297,7 +303,7 @@ def test_inspect_rejects_bad_files(tmp_path, case, fragment):
     elif case == "text":
         path.write_text("not an HDF5 file\n")
     elif case == "truncated":
-        weather.write_split(tmp_path / "good.h5", 3, seed=1, height=H, width=W)
+        weather_synthetic.write_split(tmp_path / "good.h5", 3, seed=1, height=H, width=W)
         raw = (tmp_path / "good.h5").read_bytes()
         path.write_bytes(raw[: len(raw) // 2])
     elif case == "channels":
@@ -351,7 +357,7 @@ def test_load_range_rejects_non_finite_and_truncated(tmp_path):
     with pytest.raises(DataError, match="train.h5: sample 3 holds non-finite values in TMQ"):
         weather.load_range([path], [4], 2, 4)
     good = tmp_path / "good.h5"
-    weather.write_split(good, 3, seed=1, height=H, width=W)
+    weather_synthetic.write_split(good, 3, seed=1, height=H, width=W)
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(DataError, match="truncated.h5"):
@@ -414,7 +420,7 @@ def test_lookalikes_fall_short_of_the_thresholds_and_get_no_box():
                 if ev.cls == 3:  # a river: at least 2000 km long (before clipping) and 20 kg/m^2
                     assert p["length"] >= 2000 and p["tmq"] >= 20
                     # its ends in the window's coordinates (km, before clipping) are >= 2000 km apart
-                    axis = weather._axis_km(ev, float(np.cos(np.deg2rad(ev.lat))))
+                    axis = weather_synthetic._axis_km(ev, float(np.cos(np.deg2rad(ev.lat))))
                     assert np.hypot(*(axis[-1] - axis[0])) >= 2000 - 1e-6
                     frac = np.linspace(-0.45, 0.45, 19)
                     values = axis_values(d_tmq, lat, ev, frac)
@@ -451,7 +457,8 @@ def test_lookalikes_fall_short_of_the_thresholds_and_get_no_box():
                 seen["weak_low"] += d_psl[i, j] < 15
     assert all(n >= 5 for n in seen.values()), seen
     # about as many look-alikes as labelled events, scaled with the area like them
-    expected = weather.LOOKALIKES_BASE + weather.LOOKALIKES_PER_AREA * 96 * 128 / (160 * 240)
+    expected = (weather_synthetic.LOOKALIKES_BASE
+                + weather_synthetic.LOOKALIKES_PER_AREA * 96 * 128 / (160 * 240))
     # (fewer in small windows, where more of them find no place clear of the labelled events)
     assert 0.5 * expected < lookalikes / n_windows < 1.2 * expected
 
@@ -461,12 +468,13 @@ def test_lookalikes_keep_clear_of_other_events():
     filaments FILAMENT_GAP widths (sigma) from the others and from a vortex's box radius."""
     pairs = 0
     for i in range(60):
-        events = weather.sample(13, i, 160, 240, events=False)[3]
+        events = weather_synthetic.sample(13, i, 160, 240, events=False)[3]
         for a in (ev for ev in events if ev.cls == -1):
             for b in events:
                 if b is not a:
                     pairs += 1
-                    assert not weather._overlaps(a, b), (a, b)
+                    assert not weather_synthetic._overlaps(a, b), (a, b)
                     if not (a.filament or b.filament):
-                        assert weather._distance_km(a, b) >= a.params["r10"] + b.params["r10"]
+                        assert (weather_synthetic._distance_km(a, b)
+                                >= a.params["r10"] + b.params["r10"])
     assert pairs > 100

@@ -11,8 +11,11 @@ from pathlib import Path
 from ai500 import config
 from ai500.errors import Ai500Error, ConfigError
 
-# dataset name (also its module under ai500/data) -> the benchmark whose presets give its sizes
+# dataset name -> the benchmark whose presets give its sizes
 DATASETS = {"hep": "resnet", "cosmo": "dcgan", "weather": "faster_rcnn"}
+# dataset name -> the module whose generate_dataset writes it
+GENERATORS = {"hep": "ai500.data.hep", "cosmo": "ai500.data.cosmo",
+              "weather": "ai500.data.weather_synthetic"}
 # dataset name -> its generate_dataset's size arguments and the preset `data` keys that give them
 SIZE_KEYS = {"hep": {"image_size": "image_size"}, "cosmo": {"image_size": "image_size"},
              "weather": {"height": "field_height", "width": "field_width"}}
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise ConfigError(f"preset {args.preset!r} of {benchmark} has no data {', '.join(missing)}")
         sizes = {arg: data[key] for arg, key in SIZE_KEYS[args.dataset].items()}
-        generator = importlib.import_module(f"ai500.data.{args.dataset}")
+        generator = importlib.import_module(GENERATORS[args.dataset])
 
         start = time.perf_counter()
         paths = generator.generate_dataset(Path(args.out), args.train or data["n_train"],

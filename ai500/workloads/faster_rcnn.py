@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from ai500 import dist as distlib
 from ai500.config import RunConfig, settings_from
-from ai500.data import common, weather
+from ai500.data import common, weather, weather_synthetic
 from ai500.dist import Dist
 from ai500.errors import ConfigError
 from ai500.metrics import detection, flops
@@ -70,11 +70,12 @@ def load_shards(data: DataSettings, data_path: str | None,
         seeds = {split: common.split_seed(data.seed, split) for split in common.SPLITS}
         t0, t1 = common.shard_range(data.n_train, dist.rank, dist.size, equal=True, unit="fields")
         v0, v1 = common.shard_range(data.n_val, dist.rank, dist.size, equal=False, unit="fields")
-        train = weather.generate_samples(t0, t1 - t0, seeds["train"], *shape)
-        val = weather.generate_samples(v0, v1 - v0, seeds["val"], *shape)
+        train = weather_synthetic.generate_samples(t0, t1 - t0, seeds["train"], *shape)
+        val = weather_synthetic.generate_samples(v0, v1 - v0, seeds["val"], *shape)
         n_norm = min(NORM_SAMPLES, data.n_train)
         stats = weather.normalisation(
-            weather.generate_samples(lo, min(NORM_BLOCK, n_norm - lo), seeds["train"], *shape)["images"]
+            weather_synthetic.generate_samples(lo, min(NORM_BLOCK, n_norm - lo), seeds["train"],
+                                               *shape)["images"]
             for lo in range(0, n_norm, NORM_BLOCK))
         source = f"synthetic, generated in memory (data seed {data.seed})"
     else:
