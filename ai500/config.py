@@ -1,4 +1,5 @@
-"""Run configuration: presets as data (ai500/configs/<benchmark>.yaml), CLI overrides, validation.
+"""Run configuration: presets as data (ai500/configs/<benchmark>.yaml, or beside an out-of-tree
+benchmark's module), CLI overrides, validation.
 
 Nothing here imports TensorFlow, so `--help` and bad options answer at once.
 A preset has sections that map straight onto factory arguments: `train` (the loop, below),
@@ -228,9 +229,17 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{what}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
+def preset_file(benchmark: str) -> Path:
+    """Where a benchmark's presets are: ai500/configs/<benchmark>.yaml, or <benchmark>.yaml beside
+    the module of an out-of-tree benchmark (one named in AI500_WORKLOADS, ai500.registry)."""
+    if benchmark in registry.external():
+        return registry.module_dir(benchmark) / f"{benchmark}.yaml"
+    return CONFIG_DIR / f"{benchmark}.yaml"
+
+
 def load_preset(benchmark: str, preset: str) -> dict[str, dict[str, Any]]:
-    """The preset's sections, as written in ai500/configs/<benchmark>.yaml."""
-    path = CONFIG_DIR / f"{benchmark}.yaml"
+    """The preset's sections, as written in the benchmark's preset file (preset_file)."""
+    path = preset_file(benchmark)
     presets = read_yaml(path, str(path))
     if preset not in presets:
         raise ConfigError(f"benchmark {benchmark!r} has no preset {preset!r} "
