@@ -8,8 +8,10 @@ starves — the hung rank itself, or a healthy rank blocked in a collective wait
 who and why and calls MPI_Abort, which takes every rank down. The bound is timeout_s plus one
 check interval (timeout_s / 4, at most 5 s).
 
-Testing aid: AI500_FAULT="rank=R,epoch=E,kind=exit|raise|hang" makes rank R fail at the start of
-epoch E (exit: the process dies with status 3; raise: an exception; hang: it sleeps forever).
+Testing aid: AI500_FAULT="rank=R,epoch=E,kind=exit|raise|hang|slow" makes rank R fail at the start
+of epoch E (exit: the process dies with status 3; raise: an exception; hang: it sleeps forever;
+slow: it sleeps SLOW_FAULT_S seconds before the epoch's barrier, as a slow trace flush or
+checkpoint on one rank would).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class Watchdog:
                 return
 
 
+SLOW_FAULT_S = 3.0
+
+
 def parse_fault(text: str | None) -> dict | None:
     """The AI500_FAULT testing aid as {"rank": int, "epoch": int, "kind": str}, or None."""
     if not text:
@@ -59,9 +64,10 @@ def parse_fault(text: str | None) -> dict | None:
         fields = dict(item.split("=", 1) for item in text.split(","))
         fault = {"rank": int(fields["rank"]), "epoch": int(fields["epoch"]), "kind": fields["kind"]}
     except (KeyError, ValueError):
-        raise ValueError(f"AI500_FAULT={text!r}: expected rank=R,epoch=E,kind=exit|raise|hang") from None
-    if fault["kind"] not in ("exit", "raise", "hang"):
-        raise ValueError(f"AI500_FAULT={text!r}: kind must be exit, raise or hang")
+        raise ValueError(f"AI500_FAULT={text!r}: expected rank=R,epoch=E,kind=exit|raise|hang|slow"
+                         ) from None
+    if fault["kind"] not in ("exit", "raise", "hang", "slow"):
+        raise ValueError(f"AI500_FAULT={text!r}: kind must be exit, raise, hang or slow")
     return fault
 
 
@@ -74,5 +80,8 @@ def inject_fault(fault: dict | None, rank: int, epoch: int) -> None:
         os._exit(3)
     if fault["kind"] == "raise":
         raise RuntimeError(f"injected fault at epoch {epoch}")
+    if fault["kind"] == "slow":
+        time.sleep(SLOW_FAULT_S)
+        return
     while True:
         time.sleep(3600)

@@ -37,6 +37,7 @@ def test_one_model_on_every_rank_and_quality_independent_of_rank_count(benchmark
     # After training steps on different batches, the evaluation left every rank with the same
     # weights and batch-norm statistics, bit for bit.
     assert trained["identical"], trained
+    assert trained["numpy_batches"]
     # That one model, evaluated on 2 ranks again, scores exactly what the training run reported,
     # and on 1 rank the same up to rounding.
     pair = one_model(2, benchmark, "load", weights)

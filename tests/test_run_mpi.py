@@ -39,8 +39,10 @@ def test_each_trace_written_by_its_rank(ci_run):
         pids.add(t.attrs["pid"])
         epochs = t.epochs
         assert epochs["epoch"].tolist() == [0, 1, 2]
+        assert np.all(epochs["t_ready"] <= epochs["t_start"])
         assert np.all(epochs["t_train_end"] > epochs["t_start"])
-        assert np.all(epochs["t_eval_end"] >= epochs["t_train_end"])
+        assert np.all(epochs["t_eval_start"] >= epochs["t_train_end"])
+        assert np.all(epochs["t_eval_end"] >= epochs["t_eval_start"])
         # 256 training events per rank (512 / 2), batch 32: 8 steps of 32 per epoch.
         assert epochs["samples"].tolist() == [256, 256, 256]
         for key in ("train_loss", "train_accuracy", "val_auc", "val_accuracy", "val_loss"):
@@ -78,6 +80,14 @@ def test_summary_contents(ci_run):
     assert "linear scaling" in cfg["workload"]["lr_rule"]
     with h5py.File(run_dir / "summary.h5") as f:
         assert f["epochs/t_train_end"].shape == (2, 3)
+    # Every second of the run is training, evaluation, checkpoint or other, epoch by epoch too.
+    account = s["time_accounting"]["run"]
+    assert account["total_s"] == pytest.approx(s["run_s"])
+    assert account["training_s"] + account["evaluation_s"] + account["checkpoint_s"] + (
+        account["other_s"]) == pytest.approx(account["total_s"])
+    assert all(e["other_s"] >= 0 and e["training_s"] > 0 for e in s["epochs"])
+    # The epochs follow one another from run_start (epoch 0 starts after one more barrier).
+    assert sum(e["wall_s"] for e in s["epochs"]) == pytest.approx(account["total_s"], abs=0.5)
     # Rank 0 alone prints the table.
     assert result.stdout.count("ai500 resnet (ci) on 2 rank(s)") == 1
     assert result.stdout.count("epoch   0") == 1

@@ -8,8 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ai500 import aggregate
-from ai500 import report
+from ai500 import aggregate, report
 
 GOLDEN = Path(__file__).resolve().parent
 PLACE = "<GOLDEN>"

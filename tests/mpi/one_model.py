@@ -36,6 +36,9 @@ def main() -> None:
     tf.keras.utils.set_random_seed(cfg.seed)
     workload = registry.load(benchmark).Workload(cfg, dist)
     variables = model_variables(workload)
+    # The one input path: a workload yields numpy batches (tf.data's from_generator stalled
+    # epochs in its teardown), which the driver's Prefetcher turns into tensors.
+    numpy_batches = all(isinstance(part, np.ndarray) for part in next(workload.train_batches(0)))
     if mode == "train":
         with Prefetcher(workload.train_batches(0)) as batches:
             for _ in range(min(3, workload.steps_per_epoch)):
@@ -51,6 +54,7 @@ def main() -> None:
         if mode == "train":
             np.savez(path, **{f"v{i}": v.numpy() for i, v in enumerate(variables)})
         print(json.dumps({"identical": len(set(digests)) == 1, "ranks": dist.size,
+                          "numpy_batches": numpy_batches,
                           "values": sum(int(np.prod(v.shape)) for v in variables),
                           "metrics": metrics}), flush=True)
 
