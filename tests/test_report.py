@@ -125,7 +125,7 @@ def test_failed_and_not_reached_runs_are_listed_not_dropped(tmp_path):
     assert p2["throughput"]["values"] == [150.0]  # failed runs do not enter the statistics
     assert "- `np0002-r01` (N=2): exit status 1; no summary.json" in md
     assert "| 2 | 1/3 | 0/1 | n/a |" in md
-    assert "| np0002-r02 | 2 | 2 | failed |" in md
+    assert "| np0002-r02 | 2 | 1 | 2 | failed |" in md  # N, nodes, repeat
 
 
 def test_energy_and_valid_flops_when_the_summaries_have_them(tmp_path):
@@ -243,9 +243,9 @@ def test_a_resumed_run_says_its_time_is_wall_clock_and_gives_the_training_time(t
                "time_to_quality_training_s": 20.0}
     pts = [(1, 1, resumed, "ok"), (2, 1, summary(2, 190.0, ttq=16.0), "ok")]
     _, md, _ = report(tmp_path, make_sweep(tmp_path, "w", pts))
-    assert ("| np0001-r01 | 1 | 1 | ok | yes | 30 (resumed: wall clock, not a valid MLPerf "
+    assert ("| np0001-r01 | 1 | 1 | 1 | ok | yes | 30 (resumed: wall clock, not a valid MLPerf "
             "result; training time 20) |") in md
-    assert "| np0002-r01 | 2 | 1 | ok | yes | 16 |" in md
+    assert "| np0002-r01 | 2 | 1 | 1 | ok | yes | 16 |" in md
 
 
 def test_time_to_quality_is_taken_apart_per_n(tmp_path):
@@ -261,3 +261,24 @@ def test_time_to_quality_is_taken_apart_per_n(tmp_path):
     assert p1["ttq_other_s"]["median"] == 1.0 and p2["ttq_training_s"]["median"] == 47.75
     assert "### Where the time to quality went" in md
     assert "| 2 | 50 | 47.75 | 2 | 0 | 0.25 | 0.5 |" in md  # other % of time to quality
+
+
+def test_runs_from_different_systems_are_merged_and_said_to_differ(tmp_path):
+    from ai500 import system
+
+    node = {"cpu": {"model": "AMD EPYC 7763", "physical_cores": 64}, "gpus": []}
+    job = {"tensorflow": "2.15.1", "horovod": {"version": "0.28.1"}, "mpi": "Open MPI v4.1.4"}
+    sweep = make_sweep(tmp_path, "w", [(1, 1, summary(1, 100.0), "ok"),
+                                       (2, 1, summary(2, 180.0), "ok")])
+    for run, nodes in (("np0001-r01", [node]), ("np0002-r01", [node])):
+        (sweep / run / "system.json").write_text(json.dumps(system.describe(nodes, job)))
+    r, md, _ = report(tmp_path, sweep)
+    assert r["systems"] == ["1 x AMD EPYC 7763 (64 cores), no GPU; TensorFlow 2.15.1, Horovod "
+                            "0.28.1, Open MPI v4.1.4"]
+    assert "System (system.json): 1 x AMD EPYC 7763" in md
+    other = {"cpu": {"model": "Intel Xeon 8480", "physical_cores": 56}, "gpus": []}
+    (sweep / "np0002-r01" / "system.json").write_text(json.dumps(system.describe([other], job)))
+    r, md, _ = report(tmp_path / "again", sweep)
+    assert len(r["systems"]) == 2 and "come from 2 different systems" in md
+    assert [run["system"].split(";")[0] for run in r["runs"]] == [
+        "1 x AMD EPYC 7763 (64 cores), no GPU", "1 x Intel Xeon 8480 (56 cores), no GPU"]

@@ -36,7 +36,10 @@ def build(paths: list[Path], mode: str | None = None) -> dict:
                   "repeat": r.repeat, "status": r.status, "reached": r.reached if r.ok else None,
                   "problem": r.problem, "oversubscribed": r.oversubscribed,
                   "time_to_quality_s": (r.summary or {}).get("time_to_quality_s"),
-                  "throughput": lookup(r.summary, "throughput", "samples_per_s")} for r in runs],
+                  "throughput": lookup(r.summary, "throughput", "samples_per_s"),
+                  "nodes": r.nodes, "system": r.system} for r in runs],
+        # Merged runs are never refused over their systems, but the report says when they differ.
+        "systems": sorted({r.system for r in runs}),
         "failed": [{"name": r.name, "ranks": r.ranks, "run_dir": str(r.path), "problem": r.problem}
                    for r in runs if not r.ok],
         "damaged": [r.damaged for r in runs if r.damaged],

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ai500.system import fingerprint, read_system
+
 SUMMARY_SCHEMA_VERSION = 1  # ai500.aggregate's and ai500.micro.summary's
 MANIFEST_SCHEMA_VERSION = 1  # launch/sweep.py's
 
@@ -42,6 +44,11 @@ class Run:
     cores: int | None = None
     slurm_energy_j: float | None = None
     damaged: str | None = None  # an input file of this run that exists but cannot be used
+    system: str = "unknown (no system.json)"  # ai500.system.fingerprint of its system.json
+
+    @property
+    def nodes(self) -> int | None:
+        return (self.summary or {}).get("nodes")
 
     @property
     def ok(self) -> bool:
@@ -229,7 +236,8 @@ def read_run(path: Path, source: str, name: str | None = None, ranks: int | None
                status=status, problem=problem if status != "ok" else None, summary=summary,
                benchmark=benchmark, preset=preset,
                oversubscribed=(point or {}).get("oversubscribed"),
-               cores=(point or {}).get("cores"), slurm_energy_j=joules, damaged=damaged)
+               cores=(point or {}).get("cores"), slurm_energy_j=joules, damaged=damaged,
+               system=fingerprint(read_system(path)))
 
 
 def read_source(path: Path) -> Source:

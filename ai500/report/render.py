@@ -43,6 +43,10 @@ def _intro(report: dict) -> list[str]:
                        f"{', '.join(map(str, over['cores']))} cores per node).")]
     else:
         lines += ["", "Oversubscription unknown (no sweep manifest, or ranks placed by Slurm)."]
+    systems = report["systems"]
+    lines += ["", (f"System (system.json): {systems[0]}." if len(systems) == 1 else
+                   f"**The merged runs come from {len(systems)} different systems** (system.json; "
+                   "compare their figures with care): " + " | ".join(systems) + ".")]
     return lines
 
 

@@ -143,8 +143,8 @@ def training_tables(rows: list[dict], info: dict, mode: str, metric: str) -> lis
 
 def runs_table(runs: list[Run], several_sources: bool) -> Table:
     """Every run, failed ones included, by N and repeat (with its source if there are several)."""
-    headers = ["run", "N", "repeat", "status", "reached", "time to quality s", "samples/s",
-               "problem"] + (["source"] if several_sources else [])
+    headers = ["run", "N", "nodes", "repeat", "status", "reached", "time to quality s",
+               "samples/s", "problem"] + (["source"] if several_sources else [])
     rows = []
     for r in sorted(runs, key=lambda r: (r.ranks or 0, r.repeat or 0, r.name)):
         s = r.summary or {}
@@ -152,7 +152,7 @@ def runs_table(runs: list[Run], several_sources: bool) -> Table:
         if r.reached and s.get("resumed"):  # the MLPerf clock ran through the interruption
             ttq += (f" (resumed: wall clock, not a valid MLPerf result; training time "
                     f"{num(s.get('time_to_quality_training_s'))})")
-        row = [r.name, str(r.ranks or "?"), str(r.repeat or "-"), r.status,
+        row = [r.name, str(r.ranks or "?"), str(r.nodes or "?"), str(r.repeat or "-"), r.status,
                ("yes" if r.reached else "no") if r.ok and r.kind != "micro" else "-", ttq,
                num(lookup(s, "throughput", "samples_per_s")) if r.ok else "-", r.problem or ""]
         rows.append(row + ([r.source] if several_sources else []))
