@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, load_summary, mpirun, only_run_dir
 
-from ai500 import config, registry
+from ai500 import config, registry, workloads
 from ai500.errors import ConfigError
 from ai500.trace import read_trace
 
@@ -54,6 +54,14 @@ def test_module_map_names_what_exists():
     paths = re.findall(r"^    (\S+)", section, re.MULTILINE)
     assert len(paths) > 20
     missing = [p for p in paths if not (ROOT / p).exists()]
+    assert not missing, missing
+
+
+def test_protocol_table_lists_every_member_of_the_protocol():
+    signatures = re.findall(r"^    ([a-z]\S*(?: \S+)*?)(?:  |$)", workloads.__doc__, re.MULTILINE)
+    assert "train_step(batch)" in " ".join(signatures) and len(signatures) >= 9, signatures
+    table = PAGE.split("| member |")[1].split("\n\n")[0]
+    missing = [sig for sig in signatures if f"| `{sig}` |" not in table]
     assert not missing, missing
 
 
@@ -125,11 +133,13 @@ def toy_run(tmp_path_factory):
 def test_toy_run_leaves_the_run_directory_the_page_describes(toy_run):
     _, run_dir = toy_run
     assert run_dir.name.startswith("toy-") and run_dir.name.endswith("-np2")
-    names = sorted(p.name for p in run_dir.iterdir())
-    assert names == ["config.json", "mllog.txt", "summary.h5", "summary.json",
-                     "trace-rank00000.h5", "trace-rank00001.h5"]
-    for name in names:
-        assert f"`{name}`" in PAGE, name
+    names = {p.name for p in run_dir.iterdir()}
+    assert {n for n in names if n.startswith("trace-")} == {"trace-rank00000.h5",
+                                                             "trace-rank00001.h5"}
+    described = PAGE.split("It prints one line per epoch")[1].split("To move it")[0]
+    listed = set(re.findall(r"`([\w.-]+\.(?:json|h5|txt))`", described))
+    assert {"config.json", "summary.json", "summary.h5", "mllog.txt"} <= listed
+    assert listed <= names, listed - names
 
 
 def test_toy_run_trains_to_its_target_with_global_metrics(toy_run):
