@@ -11,8 +11,8 @@ unit-tested exactly without MPI or Slurm.
             Whether a run was oversubscribed is reported by `oversubscribed(N)`, and recorded.
     srun    inside a Slurm allocation: `srun --mpi=pmix -n N python ARGS`; Slurm places the ranks.
     local   one process, no MPI: `python ARGS` (N must be 1).
-    slurm   a batch job: `sbatch --parsable -n N SCRIPT ARGS`; the script (slurm/<benchmark>.sbatch)
-            starts the ranks and passes ARGS to ai500.run (it resolves --benchmark, --out and
+    slurm   a batch job: `sbatch --parsable -n N [--ntasks-per-node=K] SCRIPT ARGS`; the script
+            (slurm/<benchmark>.sbatch) starts the ranks and passes ARGS to ai500.run (it resolves --benchmark, --out and
             --run-name itself), so ARGS are ai500.run's arguments, not python's (`starts_python`
             is False). --parsable makes sbatch answer with the job id alone.
 """
@@ -151,10 +151,16 @@ class Sbatch(Launcher):
     name: ClassVar[str] = "slurm"
     starts_python: ClassVar[bool] = False
     script: str = "slurm/resnet.sbatch"
+    # Ranks per node (sbatch --ntasks-per-node); None: the script's own (#SBATCH lines).
+    ntasks_per_node: int | None = None
 
     def command(self, ranks: int, args: Sequence[str]) -> list[str]:
         _check_ranks(ranks)
-        return ["sbatch", "--parsable", "-n", str(ranks), self.script, *args]
+        per_node = [] if self.ntasks_per_node is None else [
+            f"--ntasks-per-node={self.ntasks_per_node}"]
+        return ["sbatch", "--parsable", "-n", str(ranks), *per_node, self.script, *args]
 
     def describe(self) -> dict:
-        return {"name": self.name, "script": self.script}
+        per_node = {} if self.ntasks_per_node is None else {
+            "ntasks_per_node": self.ntasks_per_node}
+        return {"name": self.name, "script": self.script, **per_node}

@@ -1,7 +1,8 @@
 """Scaling sweep: one ai500 run per rank count and repeat, under one sweep directory with a manifest.
 
     python launch/sweep.py --benchmark resnet --mode weak --ranks 1,2,4 [--preset small]
-        [--repeats 3] [--out runs] [--launcher mpirun|srun|slurm|local] [--dry-run] [--report]
+        [--repeats 3] [--out runs] [--launcher mpirun|srun|slurm|local] [--ntasks-per-node K]
+        [--dry-run] [--report]
         [--global-batch G | --batch-size B] [--timeout S] [-- extra ai500.run arguments]
 
 Batch rules (recorded in the manifest, so the report never guesses which scaling it shows):
@@ -20,7 +21,8 @@ point named np<N>-r<repeat> (e.g. np0004-r01), and logs/<name>.log with each poi
 Repeats are interleaved (every N once, then again) so slow drifts of the machine spread over all
 N. A failed point is recorded and the sweep goes on; the exit status is non-zero if any failed.
 With --launcher slurm each point is one `sbatch` of slurm/<benchmark>.sbatch (submitted, not
-waited for); the manifest records the job ids.
+waited for); the manifest records the job ids. --ntasks-per-node K places K ranks on each node
+(default: the script's #SBATCH --ntasks-per-node), so N ranks span N/K nodes.
 """
 
 from __future__ import annotations
@@ -130,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sweep directory name [default: <benchmark>-<mode>-<UTC timestamp>]")
     p.add_argument("--launcher", default="mpirun", choices=launchers.names(),
                    help="how ranks are started [default: mpirun]")
+    p.add_argument("--ntasks-per-node", type=int, default=None, metavar="K",
+                   help="--launcher slurm: ranks per node (sbatch --ntasks-per-node), so N ranks "
+                   "span N/K nodes [default: the batch script's]")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--report", action="store_true",
                    help="after the sweep, write the scaling report to <sweep dir>/report "
@@ -268,9 +273,12 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
         if not args.dry_run and not (ROOT / script).exists():
             raise SweepError(f"no batch script {ROOT / script} for benchmark {args.benchmark!r}")
         out_arg = str(sweep_dir.resolve())
-        launcher = launchers.get("slurm", script=script)
+        launcher = launchers.get("slurm", script=script, ntasks_per_node=args.ntasks_per_node)
     else:
         launcher = launchers.get(args.launcher)
+    if args.ntasks_per_node is not None and (args.launcher != "slurm" or args.ntasks_per_node < 1):
+        raise SweepError("--ntasks-per-node takes a whole number >= 1 and only --launcher slurm "
+                         f"(got {args.ntasks_per_node} with --launcher {args.launcher})")
     if args.launcher == "local" and ranks != [1]:
         raise SweepError("the local launcher runs one rank only: use --ranks 1 or --launcher mpirun")
 

@@ -1,5 +1,6 @@
 """A real one-node Slurm cluster for the tests: munged, slurmctld and slurmd started from a
 temporary directory, used through `SLURM_CONF`, and stopped again by their process ids.
+(tests/multinode_cluster.py builds on it: several nodes, each in its own namespaces.)
 
 Nothing outside the directory is touched except (when Slurm is missing and we are root) an
 `apt-get install slurm-wlm munge`. Daemons run in the foreground as children of this process,
@@ -66,15 +67,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def node_line(name: str) -> str:
-    """`NodeName=... CPUs=... RealMemory=...` for this machine, as slurmd itself detects it."""
+def node_line(name: str, addr: str = "127.0.0.1") -> str:
+    """`NodeName=... NodeAddr=... CPUs=... RealMemory=...` for this machine, as slurmd itself
+    detects it (every node of a test cluster is this machine)."""
     out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True,
                          timeout=60).stdout
     fields = out.splitlines()[0].split()
     kept = [f for f in fields[1:] if f.split("=")[0] in
             ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore",
              "RealMemory")]
-    return " ".join([f"NodeName={name}", "NodeAddr=127.0.0.1", *kept, "State=UNKNOWN"])
+    return " ".join([f"NodeName={name}", f"NodeAddr={addr}", *kept, "State=UNKNOWN"])
 
 
 def pmix_available() -> bool:
@@ -87,15 +89,29 @@ def pmix_available() -> bool:
 
 
 class SlurmCluster:
-    """One node (this host), one partition `debug`, root as SlurmUser, no accounting database."""
+    """One node (this host), one partition `debug`, root as SlurmUser, no accounting database.
 
-    def __init__(self, root: Path, name: str = "ai500test"):
+    A subclass with several nodes (tests/multinode_cluster.py) overrides `controller_addr`,
+    `node_addr` and `slurmd_command`; every slurmd has its own spool, pid and log file (%n)."""
+
+    controller_addr = "127.0.0.1"
+
+    def __init__(self, root: Path, name: str = "ai500test", nodes: list[str] | None = None):
         self.root = Path(root)
         self.name = name
         self.host = socket.gethostname().split(".")[0]
+        self.nodes = nodes or [self.host]
         self.conf = self.root / "slurm.conf"
         self.logs = self.root / "log"
         self.procs: dict[str, subprocess.Popen] = {}
+
+    def node_addr(self, node: str) -> str:
+        """The address slurmctld and srun reach NODE's slurmd at."""
+        return "127.0.0.1"
+
+    def slurmd_command(self, node: str) -> list[str]:
+        """The argv that starts NODE's slurmd in the foreground."""
+        return ["slurmd", "-D", "-N", node, "-f", str(self.conf)]
 
     @property
     def env(self) -> dict[str, str]:
@@ -106,12 +122,13 @@ class SlurmCluster:
         return env
 
     def write_config(self) -> None:
-        for sub in ("munge", "state", "spool", "log", "run"):
+        for sub in ("munge", "state", "log", "run",
+                    *(f"{kind}/{node}" for kind in ("spool", "tmp") for node in self.nodes)):
             (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
         r = self.root
         lines = [
             f"ClusterName={self.name}",
-            f"SlurmctldHost={self.host}(127.0.0.1)",
+            f"SlurmctldHost={self.host}({self.controller_addr})",
             "SlurmUser=root",
             "SlurmdUser=root",
             f"SlurmctldPort={free_port()}",
@@ -120,11 +137,15 @@ class SlurmCluster:
             "CredType=cred/munge",
             f"AuthInfo=socket={r / 'munge' / 'munge.socket'}",
             f"StateSaveLocation={r / 'state'}",
-            f"SlurmdSpoolDir={r / 'spool'}",
+            # %n: the node's name, so several slurmd on one machine keep apart.
+            f"SlurmdSpoolDir={r / 'spool' / '%n'}",
             f"SlurmctldPidFile={r / 'run' / 'slurmctld.pid'}",
-            f"SlurmdPidFile={r / 'run' / 'slurmd.pid'}",
+            f"SlurmdPidFile={r / 'run' / 'slurmd-%n.pid'}",
             f"SlurmctldLogFile={self.logs / 'slurmctld.log'}",
-            f"SlurmdLogFile={self.logs / 'slurmd.log'}",
+            f"SlurmdLogFile={self.logs / 'slurmd-%n.log'}",
+            # Slurm's PMIx plugin makes its clients' directories here (spmix_appdir_<job>.<step>):
+            # one per node, or two nodes on one machine would collide in /tmp.
+            f"TmpFS={r / 'tmp' / '%n'}",
             "SlurmctldDebug=info",
             "SlurmdDebug=info",
             # No cgroups in a container: track processes by parent pid, no task binding.
@@ -143,8 +164,9 @@ class SlurmCluster:
             "KillWait=5",
             "MinJobAge=300",
             "SlurmdTimeout=60",
-            node_line(self.host),
-            f"PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
+            *(node_line(node, self.node_addr(node)) for node in self.nodes),
+            (f"PartitionName=debug Nodes={','.join(self.nodes)} Default=YES MaxTime=INFINITE "
+            "State=UP"),
         ]
         self.conf.write_text("\n".join(lines) + "\n")
 
@@ -190,15 +212,19 @@ class SlurmCluster:
         # -i: ignore any state (the directory is new anyway); -D: stay in the foreground.
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
         self._wait("slurmctld", lambda: "UP" in self._run(["scontrol", "ping"]).stdout, timeout)
-        self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf)])
-        self._wait(f"node {self.host} idle", lambda: self.node_state() == "idle", timeout)
+        for node in self.nodes:
+            self._spawn(f"slurmd-{node}", self.slurmd_command(node))
+        for node in self.nodes:
+            self._wait(f"node {node} idle", lambda n=node: self.node_state(n) == "idle", timeout)
 
     def _run(self, cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, check=False, capture_output=True, text=True, env=self.env,
                               timeout=timeout)
 
-    def node_state(self) -> str:
-        out = self._run(["sinfo", "-h", "-N", "-n", self.host, "-o", "%t"]).stdout.strip()
+    def node_state(self, node: str | None = None) -> str:
+        """sinfo's short state of NODE (default: the first node), without its flag suffix."""
+        out = self._run(["sinfo", "-h", "-N", "-n", node or self.nodes[0], "-o",
+                         "%t"]).stdout.strip()
         return out.rstrip("*~#!%$@^-")
 
     def stop(self) -> None:
