@@ -171,7 +171,7 @@ def write_mllog(run_dir: Path, submission: dict | None = None,
                 epochs: dict[str, Any] | None = None) -> Path:
     """Write RUN_DIR/mllog.txt from a finished run directory and return its path. `epochs`:
     rank 0's epoch columns in seconds from the first run_start, for a resumed run whose epochs
-    span segments (ai500/segments.py); by default the rank-0 trace's."""
+    span segments (ai500/aggregate/segments.py); by default the rank-0 trace's."""
     run_dir = Path(run_dir)
     cfg = _read_json(run_dir / "config.json")
     summary = _read_json(run_dir / "summary.json")

@@ -19,7 +19,6 @@ Two clocks for every joined epoch:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ai500 import rundir
+from ai500.aggregate.load import load_run
 from ai500.errors import DataError
 from ai500.trace import Trace
 
@@ -36,7 +36,7 @@ TIMES = ("t_ready", "t_start", "t_train_end", "t_eval_start", "t_eval_end")
 @dataclass
 class Segment:
     """One uninterrupted part of a run: its record (config.json or segment.json), usable traces
-    by rank, and why each other rank has none (as the aggregator's loader reports them)."""
+    by rank, and why each other rank has none (as load_run reports them)."""
 
     index: int
     record: dict[str, Any]
@@ -77,16 +77,14 @@ class Segment:
         return np.asarray(trace.epochs.get("epoch", [])) if trace else np.zeros(0)
 
 
-def load_segments(run_dir: Path, first: Segment,
-                  load: Callable[[Path, str], tuple[dict, dict[int, Trace], dict[int, str]]]
-                  ) -> list[Segment]:
-    """`first` (segment 0, already loaded) and every resumed segment of `run_dir`, in order;
-    `load(directory, record_name)` is the aggregator's loader of one directory's record and
-    traces. A segment's record must name the run and say where it resumed from."""
+def load_segments(run_dir: Path, first: Segment) -> list[Segment]:
+    """`first` (segment 0, already loaded) and every resumed segment of `run_dir`, in order,
+    each read by load_run (a segment may hold no usable trace). A segment's record must name
+    the run and say where it resumed from."""
     segments = [first]
     for index in rundir.segment_indices(run_dir):
         path = rundir.segment_dir(run_dir, index)
-        record, traces, problems = load(path, rundir.SEGMENT_RECORD)
+        record, traces, problems = load_run(path, rundir.SEGMENT_RECORD, require_traces=False)
         source = path / rundir.SEGMENT_RECORD
         if record.get("run_id") != first.record["run_id"]:
             raise DataError(f"{source}: belongs to run {record.get('run_id')}, not "

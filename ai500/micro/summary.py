@@ -29,13 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from ai500.aggregate import energy_line, summarise_energy
 from ai500.metrics import scoring
 from ai500.micro.peak import PEAK_MIN_GAIN, search_done
+from ai500.summary_common import (
+    SUMMARY_SCHEMA_VERSION,
+    energy_line,
+    finite,
+    rank_problem_lines,
+    summarise_energy,
+)
 
-SCHEMA_VERSION = 1
 PEAK_OP = "peak_gemm"
-TEXT_COLUMNS = ("op", "size", "direction", "dtype")
+TEXT_COLUMNS = ("op", "size", "direction", "dtype")  # a kernel row's labels, as load_run checks them
 
 DEFINITION = {
     "aggregate_gflops": "sum over ranks of the kernel's FLOPs per call / the slowest rank's median seconds "
@@ -58,11 +63,6 @@ THEORETICAL_WRONG = ("above the theoretical peak: the peak is wrong (FMA units, 
                      "turbo above the clock used counts; set them in system.yaml `peak`)")
 PRACTICAL_NOTE = ("above the practical peak: this kernel beat every square GEMM measured; the practical peak "
                   "is the best GEMM found (library and order in the peak line), a reference, not a ceiling")
-
-
-def _float(value: float) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def merged_arrays(traces: dict[int, Any]) -> dict[str, np.ndarray]:
@@ -114,7 +114,7 @@ def _numpy(merged: dict[str, np.ndarray], i: int, all_ranks: bool) -> dict | Non
 
 
 def _theoretical(merged: dict[str, np.ndarray], workload: dict, all_ranks: bool) -> dict:
-    per_rank = ([_float(v) for v in merged["peak_theoretical_gflops"][:, 0]]
+    per_rank = ([finite(v) for v in merged["peak_theoretical_gflops"][:, 0]]
                 if "peak_theoretical_gflops" in merged and merged["peak_theoretical_gflops"].size else [])
     known = all_ranks and bool(per_rank) and None not in per_rank
     rank0 = dict(workload.get("peak", {}).get("theoretical_rank0", {}))
@@ -240,7 +240,7 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Any], problems: dict[int, s
         })
 
     init = [float(t.attrs.get("init_seconds", np.nan)) for t in traces.values()]
-    run_s = _float(merged["t_end"].max()) if "t_end" in merged and merged["t_end"].size else None
+    run_s = finite(merged["t_end"].max()) if "t_end" in merged and merged["t_end"].size else None
     energy = summarise_energy(cfg, traces, run_s)
     # Kernels last milliseconds and meters tick once a second, so each kernel's efficiency is
     # its aggregate rate over the run's average power, and is labelled that way.
@@ -248,7 +248,7 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Any], problems: dict[int, s
         entry["gflops_per_watt"] = scoring.flops_per_watt(entry["aggregate_gflops"],
                                                           energy["average_power_w"])
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SUMMARY_SCHEMA_VERSION,
         "status": "ok" if complete else "failed",
         "kind": "micro",
         "run_id": cfg["run_id"],
@@ -266,7 +266,7 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Any], problems: dict[int, s
         "kernels_completed": done,
         "kernels_expected": expected,
         "peak_gemms_completed": n - n_kernels,
-        "init_s": _float(max(init)) if init else None,
+        "init_s": finite(max(init)) if init else None,
         "run_s": run_s,
         "definition": DEFINITION,
         "peak": {"dtype": run_cfg.get("micro", {}).get("dtype"), "theoretical": theoretical,
@@ -358,6 +358,5 @@ def format_summary(s: dict) -> str:
         lines.append(f"  numpy's GEMM beat TensorFlow's on {len(faster_numpy)} fc shape(s): a finding about "
                      "the framework's GEMM on those shapes, not noise")
     lines.append(energy_line(s["energy"]))
-    for rank, why in s["missing_or_failed_ranks"].items():
-        lines.append(f"  rank {rank}: {why}")
+    lines.extend(rank_problem_lines(s))
     return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""What every run summary shares, training (ai500/aggregate/) and micro benchmark
+(ai500/micro/summary.py) alike: the schema version, numbers for JSON and for tables, the energy
+section with its table line, and the table lines naming ranks without a usable trace.
+
+Energy (DESIGN §5): per node, not per rank; one rank per node copies its node's meters into its
+trace, and the run's energy is the sum over nodes of each node's joules from run_start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ai500.trace import Trace
+
+SUMMARY_SCHEMA_VERSION = 1
+
+
+def finite(value: float) -> float | None:
+    """`value` as a float, or None where it is NaN or infinite (JSON holds neither)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 4) -> str:
+    """A number for a summary table: `digits` significant digits, 1e6 and above in scientific
+    notation, None as n/a."""
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1e6:
+        return f"{value:.3e}{unit}"
+    return f"{value:.{digits}g}{unit}"
+
+
+def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float | None,
+                     t_quality: float | None = None) -> dict[str, Any]:
+    """Energy of the run (joules from run_start to t_end, seconds) and to the quality point, summed
+    over nodes from each node's metering rank. Nodes metered by different methods (a measured
+    counter on one, the estimate on another) are never added: the total is then None."""
+    from ai500.metrics.energy import EnergySamples, energy_between, peak_power
+
+    result: dict[str, Any] = {
+        "method": "unavailable", "joules": None, "joules_to_quality": None,
+        "average_power_w": None, "peak_node_power_w": None, "per_node": [],
+        "definition": "node meters sampled at >= 1 Hz by one rank per node, integrated from "
+        "run_start; 'estimated' = CPU seconds of the node's ranks x watts per core "
+        "(ai500/configs/system.yaml), not a measurement",
+    }
+    energy_cfg = cfg["config"].get("system", {}).get("energy", {})
+    if not energy_cfg.get("enabled", False):
+        result["reason"] = "energy metering disabled"
+        return result
+    metered = [t for t in traces.values() if t.groups.get("energy", {}).get("t") is not None]
+    if not metered or t_end is None:
+        result["reason"] = "no trace holds energy samples"
+        return result
+    for trace in metered:
+        node = {"host": trace.attrs.get("host"), "rank": trace.attrs.get("rank"),
+                "method": "unreadable", "meters": trace.attrs.get("energy_meters")}
+        try:
+            samples = EnergySamples.from_columns(trace.groups["energy"])
+            node["method"] = samples.method
+            if not (np.isfinite(samples.t).all() and np.isfinite(samples.joules).all()):
+                raise ValueError("energy samples hold non-finite values")
+            node["joules"] = energy_between(samples, 0.0, t_end)
+            node["joules_to_quality"] = (energy_between(samples, 0.0, t_quality)
+                                         if t_quality is not None else None)
+            node["peak_power_w"] = peak_power(samples)
+        except ValueError as exc:
+            node["joules"] = None
+            node["reason"] = str(exc)
+        result["per_node"].append(node)
+    nodes = cfg["dist"]["nodes"]
+    methods = sorted({n["method"] for n in result["per_node"]})
+    complete = [n for n in result["per_node"] if n["joules"] is not None]
+    result["method"] = "+".join(methods)
+    if len(complete) < nodes:
+        result["reason"] = f"energy covers {len(complete)} of {nodes} node(s)"
+    elif len(methods) > 1:
+        result["reason"] = f"nodes metered by different methods ({', '.join(methods)}): not added"
+    else:
+        result["joules"] = sum(n["joules"] for n in complete)
+        if t_quality is not None:
+            result["joules_to_quality"] = sum(n["joules_to_quality"] for n in complete)
+        result["average_power_w"] = result["joules"] / t_end if t_end > 0 else None
+        result["peak_node_power_w"] = max(n["peak_power_w"] for n in complete)
+    return result
+
+
+def energy_line(e: dict) -> str:
+    """One table line for an energy summary, always naming its method."""
+    if e["joules"] is None:
+        return f"  energy         n/a [{e['method']}] ({e.get('reason', '')})"
+    return (f"  energy         {fmt(e['joules'], ' J')} [{e['method']}], to quality "
+            f"{fmt(e['joules_to_quality'], ' J')}, average {fmt(e['average_power_w'], ' W')}, "
+            f"peak node {fmt(e['peak_node_power_w'], ' W')}")
+
+
+def rank_problem_lines(s: dict) -> list[str]:
+    """The table's closing lines: each rank without a usable trace, and why."""
+    return [f"  rank {rank}: {why}" for rank, why in s["missing_or_failed_ranks"].items()]
