@@ -394,8 +394,8 @@ def test_resume_keeps_the_earlier_traces_and_adds_a_segment(resumed):
         assert (run / name).read_bytes() == data
     names = sorted(p.name for p in run.iterdir())
     assert names == ["checkpoint.json", "checkpoints", "config.json", "mllog.txt",
-                     "segment-01", "summary.h5", "summary.json", "trace-rank00000.h5",
-                     "trace-rank00001.h5"]  # the lock is gone: the resume ended cleanly
+                     "segment-01", "summary.h5", "summary.json", "system.json",
+                     "trace-rank00000.h5", "trace-rank00001.h5"]  # the lock is gone: it ended
     segment = json.loads((run / "segment-01" / "segment.json").read_text())
     assert segment["resumed_from"]["epoch"] == 1 and segment["resumed_from"]["segment"] == 0
     assert segment["run_id"] == json.loads((run / "config.json").read_text())["run_id"]

@@ -55,8 +55,8 @@ def test_run_directory_and_rank0_output(ci_run):
     benchmark, result, run_dir = ci_run
     assert run_dir.name.startswith(f"{benchmark}-") and run_dir.name.endswith("-np2")
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "config.json", "mllog.txt", "summary.h5", "summary.json", "trace-rank00000.h5",
-        "trace-rank00001.h5"]
+        "config.json", "mllog.txt", "summary.h5", "summary.json", "system.json",
+        "trace-rank00000.h5", "trace-rank00001.h5"]
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["kind"] == "micro" and cfg["flops_per_sample"] is None
     assert cfg["workload"]["kernel_items"] == len(expected_items(benchmark))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import h5py
@@ -26,8 +27,12 @@ def test_run_directory_layout(ci_run):
     _, run_dir = ci_run
     assert run_dir.name.startswith("resnet-") and run_dir.name.endswith("-np2")
     names = sorted(p.name for p in run_dir.iterdir())
-    assert names == ["config.json", "mllog.txt", "summary.h5", "summary.json",
+    assert names == ["config.json", "mllog.txt", "summary.h5", "summary.json", "system.json",
                      "trace-rank00000.h5", "trace-rank00001.h5"]
+    described = json.loads((run_dir / "system.json").read_text())
+    assert [node["host"] for node in described["nodes"]] == [socket.gethostname()]  # one per node
+    assert described["job"]["launcher"] == "mpirun (Open MPI)"
+    assert described["job"]["horovod"]["built"]["mpi"] is True
 
 
 def test_each_trace_written_by_its_rank(ci_run):
