@@ -99,3 +99,11 @@ def energy_line(e: dict) -> str:
 def rank_problem_lines(s: dict) -> list[str]:
     """The table's closing lines: each rank without a usable trace, and why."""
     return [f"  rank {rank}: {why}" for rank, why in s["missing_or_failed_ranks"].items()]
+
+
+def system_line(system: dict | None) -> str:
+    """The table's line naming the system (from system.json), or why it cannot."""
+    system = system or {"unavailable": "no system section"}
+    if "platform" not in system:
+        return f"  system         n/a ({system.get('unavailable')})"
+    return f"  system         {system['platform']} [system.json; {system['launcher']}]"

@@ -217,3 +217,17 @@ def test_time_accounting_adds_up_and_names_the_time_outside_the_phases(tmp_path)
     assert run["training_s"] + run["evaluation_s"] + run["checkpoint_s"] + run["other_s"] == (
         pytest.approx(run["total_s"]))
     assert "other 3 s (16.67 %)" in aggregate.format_summary(s)
+
+
+def test_the_summary_names_the_system_from_system_json(tmp_path):
+    from ai500 import system
+
+    run = make_run(tmp_path)
+    assert "no readable system.json" in aggregate.aggregate(run)["system"]["unavailable"]
+    node = {"cpu": {"model": "AMD EPYC 7763", "physical_cores": 64}, "gpus": []}
+    (run / "system.json").write_text(json.dumps(system.describe(
+        [node, node], {"launcher": "srun (Slurm step, PMI)"})))
+    s = aggregate.aggregate(run)
+    assert s["system"]["platform"] == "2 x AMD EPYC 7763 (64 cores), no GPU"
+    assert s["system"]["nodes_described"] == 2 and s["system"]["launcher"].startswith("srun")
+    assert "system         2 x AMD EPYC 7763 (64 cores), no GPU" in aggregate.format_summary(s)

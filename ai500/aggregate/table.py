@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ai500.micro import summary as micro_summary
-from ai500.summary_common import energy_line, fmt, rank_problem_lines
+from ai500.summary_common import energy_line, fmt, rank_problem_lines, system_line
 
 
 def cost_line(c: dict) -> str:
@@ -62,6 +62,7 @@ def format_summary(s: dict) -> str:
     lines = [
         (f"ai500 {s['benchmark']} ({s['preset']}) on {s['ranks']} rank(s), "
         f"{s['nodes']} node(s): status {s['status']}"),
+        system_line(s.get("system")),
         f"  quality        {q['metric']} best {fmt(q['best'])} (target {q['target']}): "
         + ("reached" if q["reached"] else "NOT reached"),
         f"  time to quality {fmt(s['time_to_quality_s'], ' s')}"

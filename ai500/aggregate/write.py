@@ -19,6 +19,20 @@ from ai500.errors import DataError
 from ai500.micro import summary as micro_summary
 from ai500.mllog import write_mllog
 from ai500.summary_common import SUMMARY_SCHEMA_VERSION
+from ai500.system import fingerprint, platform_name, read_system
+
+
+def system_section(run_dir: Path) -> dict:
+    """What the summary says of the system the run ran on (its system.json, ai500/system.py):
+    the platform in one line, the fingerprint reports compare, nodes described and the launcher."""
+    described = read_system(run_dir)
+    if described is None:
+        return {"unavailable": "no readable system.json in the run directory (runs before "
+                               "ai500 wrote one have none)"}
+    job = described.get("job") or {}
+    return {"platform": platform_name(described), "fingerprint": fingerprint(described),
+            "nodes_described": len(described["nodes"]), "launcher": job.get("launcher"),
+            "source": "system.json"}
 
 
 def write_summary(run_dir: Path, summary: dict, merged: dict[str, np.ndarray]) -> None:
@@ -83,6 +97,7 @@ def aggregate(run_dir: Path) -> dict:
         run = merge_run(cfg, traces, problems,
                         load_segments(run_dir, Segment(0, cfg, traces, problems)))
         summary, arrays = summarise_run(run), run.arrays
+    summary["system"] = system_section(run_dir)
     if summary["status"] != "ok" and _summary_status(run_dir) == "ok":
         raise DataError(f"{describe_failure(run_dir, summary)}; summary.json (status ok) kept, "
                         "not replaced by a failed one")

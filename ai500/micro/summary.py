@@ -37,6 +37,7 @@ from ai500.summary_common import (
     finite,
     rank_problem_lines,
     summarise_energy,
+    system_line,
 )
 
 PEAK_OP = "peak_gemm"
@@ -320,6 +321,7 @@ def format_summary(s: dict) -> str:
         (f"ai500 {s['benchmark']} ({s['preset']}, {s['dtype']}) on {s['ranks']} rank(s), "
          f"{s['nodes']} node(s): status {s['status']}, {s['kernels_completed']} of "
          f"{s['kernels_expected']} kernel rows"),
+        system_line(s.get("system")),
         _theoretical_line(s),
         _practical_line(s),
         ("  median ms: the slowest rank's; agg(regate) = sum of FLOPs over ranks / that time; "
