@@ -256,12 +256,14 @@ def _node_kind(node: dict[str, Any]) -> tuple[str, str]:
 
 
 def fingerprint(system: dict[str, Any] | None) -> str:
-    """What must match for two runs to come from the same system: the platform name and the
-    job's software (for the report's check across merged runs)."""
+    """What must match for two runs to come from the same system (the report's check across
+    merged runs): the kinds of node, not how many (a scaling sweep varies that), and the job's
+    software."""
     if not system:
         return "unknown (no system.json)"
+    kinds = dict.fromkeys(_node_kind(node) for node in system.get("nodes") or [])
     job = system.get("job") or {}
     horovod = job.get("horovod")
     version = horovod.get("version") if isinstance(horovod, dict) else None
-    return (f"{platform_name(system)}; TensorFlow {job.get('tensorflow')}, Horovod {version}, "
-            f"{job.get('mpi')}")
+    nodes = " + ".join(f"{cpu}, {gpu}" for cpu, gpu in kinds) or "no node described"
+    return f"nodes of {nodes}; TensorFlow {job.get('tensorflow')}, Horovod {version}, {job.get('mpi')}"

@@ -87,11 +87,21 @@ def check_two_node_run(run_dir: Path, per_node: int, output: str) -> dict:
     assert {row["host"]: row["rank"] for row in energy["per_node"]} == leaders
     assert energy["joules"] is not None, energy
     assert energy["joules"] == pytest.approx(sum(row["joules"] for row in energy["per_node"]))
-    # TODO(system.json, issue 14 second half): assert run_dir/"system.json" exists and names
-    # both nodes (node1, node2) with CPU model, cores and memory each, the job's MPI
-    # implementation/version, the Slurm job id, partition `debug` and node list
-    # `node[1-2]` (Slurm runs) or none (mpirun --host), and the launcher; mllog's
-    # submission_platform taken from it; the summary's system section matching it.
+    # system.json: one description per node, the job, and the summary and mllog taken from it.
+    described = json.loads((run_dir / "system.json").read_text())
+    assert [node["host"] for node in described["nodes"]] == NODES
+    for node in described["nodes"]:
+        assert node["cpu"]["model"] and node["cpu"]["physical_cores"] >= 1
+        assert node["memory_bytes"] > 0
+    job = described["job"]
+    assert job["mpi"].startswith("Open MPI") and job["horovod"]["built"]["mpi"] is True
+    if "unavailable" not in job["slurm"]:  # a batch job (srun or mpirun inside it)
+        assert job["slurm"]["node_list"] == "node[1-2]" and job["slurm"]["job_id"]
+        assert job["slurm"]["partition"]
+    assert job["launcher"].startswith(("srun", "mpirun"))
+    platform = summary["system"]["platform"]
+    assert platform.startswith(f"{len(NODES)} x ") and summary["system"]["nodes_described"] == 2
+    assert mllog_value(run_dir, "submission_platform") == platform
     return summary
 
 
@@ -142,8 +152,9 @@ def test_multinode_sweep_through_slurm(cluster, tmp_path):
                              str(sweep / "report")], check=False, cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert report.returncode == 0, report.stdout + report.stderr
-    # TODO(report node column): ai500/report has no node column yet; once it has, assert the
-    # rows of report/ show nodes 1 for np0001 and 2 for np0002.
+    md = (sweep / "report" / "report.md").read_text()  # the runs table: run, N, nodes, ...
+    assert "| np0001-r01 | 1 | 1 |" in md and "| np0002-r01 | 2 | 2 |" in md
+    assert "System (system.json): nodes of " in md  # one system, whatever the node count
 
 
 def test_multinode_mpirun_host_outside_slurm(cluster, tmp_path):

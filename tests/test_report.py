@@ -273,12 +273,12 @@ def test_runs_from_different_systems_are_merged_and_said_to_differ(tmp_path):
     for run, nodes in (("np0001-r01", [node]), ("np0002-r01", [node])):
         (sweep / run / "system.json").write_text(json.dumps(system.describe(nodes, job)))
     r, md, _ = report(tmp_path, sweep)
-    assert r["systems"] == [("1 x AMD EPYC 7763 (64 cores), no GPU; TensorFlow 2.15.1, Horovod "
-                             "0.28.1, Open MPI v4.1.4")]
-    assert "System (system.json): 1 x AMD EPYC 7763" in md
+    assert r["systems"] == [("nodes of AMD EPYC 7763 (64 cores), no GPU; TensorFlow 2.15.1, "
+                             "Horovod 0.28.1, Open MPI v4.1.4")]
+    assert "System (system.json): nodes of AMD EPYC 7763" in md
     other = {"cpu": {"model": "Intel Xeon 8480", "physical_cores": 56}, "gpus": []}
     (sweep / "np0002-r01" / "system.json").write_text(json.dumps(system.describe([other], job)))
     r, md, _ = report(tmp_path / "again", sweep)
     assert len(r["systems"]) == 2 and "come from 2 different systems" in md
     assert [run["system"].split(";")[0] for run in r["runs"]] == [
-        "1 x AMD EPYC 7763 (64 cores), no GPU", "1 x Intel Xeon 8480 (56 cores), no GPU"]
+        "nodes of AMD EPYC 7763 (64 cores), no GPU", "nodes of Intel Xeon 8480 (56 cores), no GPU"]

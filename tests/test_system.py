@@ -133,6 +133,8 @@ def test_slurm_job_and_platform_name():
     one = system.describe([node], {"tensorflow": "2.15.1", "horovod": {"version": "0.28.1"},
                                    "mpi": "Open MPI v4.1.4"})
     assert system.fingerprint(one) != system.fingerprint(system.describe([bare], one["job"]))
+    # How many nodes is not part of the system (a scaling sweep varies it); their kind is.
+    assert system.fingerprint(one) == system.fingerprint(system.describe([node, node], one["job"]))
     assert system.fingerprint(None) == "unknown (no system.json)"
 
 
