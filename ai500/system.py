@@ -186,7 +186,7 @@ def describe_job(environ: dict[str, str] | None = None) -> dict[str, Any]:
     try:
         from mpi4py import MPI
 
-        job["mpi"] = MPI.Get_library_version().splitlines()[0].strip()
+        job["mpi"] = MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip()
     except ImportError as exc:
         job["mpi"] = unavailable(f"mpi4py: {exc}")
     try:
