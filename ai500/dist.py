@@ -1,14 +1,24 @@
 """Everything that talks to Horovod or MPI lives here; the rest of ai500 sees one `Dist` record.
 
 `init()` is called once per process; it returns a frozen record of where this rank sits
-(rank, size, local rank, local size, host) that is passed explicitly to whatever needs it.
-The collective helpers below must be called by every rank in the same order, as with any MPI code.
+(rank, size, local rank, local size, host, and the GPU it computes on) that is passed explicitly
+to whatever needs it. The collective helpers below must be called by every rank in the same
+order, as with any MPI code.
+
+GPU pinning happens here, at init, for every workload and launcher: `choose_gpu` (a pure function
+of the GPUs TensorFlow sees, the local rank and size, and the environment) decides, `pin_gpu`
+applies it before TensorFlow starts its GPU runtime. One GPU per rank, the local rank's among those
+the rank sees, with memory growth on (TensorFlow would otherwise take nearly all of every GPU's
+memory in every rank); a rank that sees exactly one GPU keeps it (the launcher already bound it,
+as `srun --gpus-per-task=1` does); AI500_GPU_BIND=none turns pinning off.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +32,44 @@ from ai500.errors import Ai500Error, ConfigError
 LAUNCHER_SIZE_VARS = ("AI500_EXPECTED_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE")
 LAUNCHER_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
 
+GPU_BIND_VAR = "AI500_GPU_BIND"
+GPU_BIND_MODES = ("local", "none")
+# What says that GPUs were allocated to this job on this node, whatever TensorFlow sees.
+GPU_ALLOCATION_VARS = ("CUDA_VISIBLE_DEVICES", "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS")
+# A CUDA_VISIBLE_DEVICES entry: an ordinal, a GPU UUID or a MIG instance's; CUDA stops at the
+# first entry that is none of these (e.g. -1, or Slurm's NoDevFiles).
+_CUDA_DEVICE_RE = re.compile(r"^(\d+|GPU-[0-9A-Fa-f-]+|MIG-[0-9A-Za-z/-]+)$")
+
+
+@dataclass(frozen=True)
+class GpuBinding:
+    """The GPU(s) this rank computes on, as decided at init.
+
+    `keep` is the index, among the `visible` GPUs TensorFlow saw, of the one GPU this rank keeps
+    (None: no GPU, or pinning off); `node_ids` names the GPUs the rank uses as the node knows them
+    (CUDA_VISIBLE_DEVICES entries, else CUDA ordinals), for the node's energy meter; `name` and
+    `compute_capability` describe the first of them (filled in by pin_gpu from TensorFlow)."""
+
+    keep: int | None
+    visible: int
+    node_ids: tuple[str, ...]
+    rule: str
+    name: str = ""
+    compute_capability: tuple[int, int] | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        return bool(self.node_ids)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready record for config.json and the trace."""
+        return {"device": f"GPU {','.join(self.node_ids)}" if self.on_gpu else "CPU",
+                "name": self.name, "compute_capability": self.compute_capability,
+                "visible_gpus": self.visible, "node_ids": list(self.node_ids), "rule": self.rule}
+
+
+NO_GPU = GpuBinding(keep=None, visible=0, node_ids=(), rule="no GPU: TensorFlow sees none")
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -32,6 +80,7 @@ class Dist:
     local_rank: int
     local_size: int
     host: str
+    gpu: GpuBinding = NO_GPU
 
     @property
     def is_root(self) -> bool:
@@ -78,19 +127,142 @@ def check_size(size: int, environ: dict[str, str] | None = None) -> None:
         )
 
 
+def cuda_visible_devices(environ: Mapping[str, str]) -> tuple[str, ...] | None:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: the entries before the first one that names no
+    device (an ordinal, GPU-<uuid> or MIG-<uuid>); None when the variable is unset."""
+    if "CUDA_VISIBLE_DEVICES" not in environ:
+        return None
+    entries = []
+    for entry in environ["CUDA_VISIBLE_DEVICES"].split(","):
+        if not _CUDA_DEVICE_RE.match(entry.strip()):
+            break
+        entries.append(entry.strip())
+    return tuple(entries)
+
+
+def allocated_gpus(environ: Mapping[str, str]) -> str | None:
+    """The first of GPU_ALLOCATION_VARS that gives this job GPUs on this node, as VAR=value;
+    None when none does."""
+    for var in GPU_ALLOCATION_VARS:
+        value = environ.get(var, "").strip()
+        if var == "CUDA_VISIBLE_DEVICES":
+            given = bool(cuda_visible_devices(environ))
+        elif var == "SLURM_GPUS_ON_NODE":
+            given = value.isdigit() and int(value) > 0
+        else:  # SLURM_JOB_GPUS: the allocated GPUs' indices, comma-separated
+            given = bool(value) and all(part.strip().isdigit() for part in value.split(","))
+        if given:
+            return f"{var}={value}"
+    return None
+
+
+def choose_gpu(gpus: Sequence[Any], local_rank: int, local_size: int,
+               environ: Mapping[str, str], cuda_build: bool) -> GpuBinding:
+    """Which of the GPUs TensorFlow sees (`gpus`, in its order) this rank keeps: the one at its
+    local rank, or the only one (the launcher bound it); all of them under AI500_GPU_BIND=none.
+    `cuda_build`: whether TensorFlow was built with CUDA. Raises a one-line ConfigError when a
+    node runs more ranks than GPUs, or when GPUs are allocated but TensorFlow sees none."""
+    bind = environ.get(GPU_BIND_VAR, "local").strip() or "local"
+    if bind not in GPU_BIND_MODES:
+        raise ConfigError(f"{GPU_BIND_VAR}={bind}: expected local (one GPU per rank, the "
+                          "default) or none (leave the GPUs to TensorFlow)")
+    n = len(gpus)
+    listed = cuda_visible_devices(environ)
+    node_ids = tuple(listed[i] if listed is not None and i < len(listed) else str(i)
+                     for i in range(n))
+    if bind == "none":
+        return GpuBinding(None, n, node_ids, f"{GPU_BIND_VAR}=none: all {n} GPU(s) this rank "
+                          "sees left to TensorFlow")
+    if n == 0:
+        evidence = allocated_gpus(environ)
+        if evidence is None:
+            return NO_GPU
+        if not cuda_build:
+            raise ConfigError(
+                f"GPUs are allocated to this job ({evidence}) but TensorFlow sees none: this is "
+                "the CPU-only TensorFlow build (tensorflow-cpu); install the GPU stack with "
+                "`make install ACCEL=cuda` and run its Python, .venv-cuda/bin/python "
+                f"(or set {GPU_BIND_VAR}=none to run on the CPU anyway)")
+        raise ConfigError(
+            f"GPUs are allocated to this job ({evidence}) but TensorFlow (a CUDA build) sees "
+            "none: the NVIDIA driver is not loadable here or the devices are not in this job's "
+            f"cgroup; check nvidia-smi on this node (or set {GPU_BIND_VAR}=none to run on the "
+            "CPU anyway)")
+    # One visible GPU is this rank's own when it runs alone on the node, or when its
+    # CUDA_VISIBLE_DEVICES names that one GPU (a launcher or wrapper bound it per rank).
+    bound = n == 1 and (local_size == 1 or listed is not None)
+    if not bound and n < local_size:
+        raise ConfigError(
+            f"{local_size} ranks on this node but {n} GPU{'s' if n > 1 else ''} visible to "
+            f"each: one GPU per rank needs at most {n} rank{'s' if n > 1 else ''} per node "
+            f"(mpirun --npernode {n}, srun --ntasks-per-node={n} --gpus-per-task=1), or "
+            f"{GPU_BIND_VAR}=none to share them")
+    keep = 0 if n == 1 else local_rank
+    rule = ("the one GPU this rank sees" if n == 1 else
+            f"GPU {local_rank} of the {n} this rank sees (its local rank)")
+    return GpuBinding(keep, n, (node_ids[keep],), rule)
+
+
+def pin_gpu(binding: GpuBinding, gpus: Sequence[Any]) -> GpuBinding:
+    """Apply a choice to TensorFlow's physical devices `gpus` before its GPU runtime starts:
+    only the kept GPU stays visible; memory growth on every GPU used. Returns the binding with
+    the device's name and compute capability."""
+    import tensorflow as tf
+
+    used = list(gpus) if binding.keep is None else [gpus[binding.keep]]
+    if binding.keep is not None:
+        tf.config.set_visible_devices(used, "GPU")
+    for gpu in used:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if not used:
+        return binding
+    details = tf.config.experimental.get_device_details(used[0])
+    capability = details.get("compute_capability")
+    return GpuBinding(binding.keep, binding.visible, binding.node_ids, binding.rule,
+                      details.get("device_name") or used[0].name,
+                      tuple(capability) if capability else None)
+
+
+def _with_ranks(failed: list[tuple[int, str]], size: int) -> str:
+    """The first failing rank's message, naming every failing rank when there are several."""
+    message = failed[0][1]
+    if size > 1:
+        ranks = [rank for rank, _ in failed]
+        shown = ", ".join(map(str, ranks[:8])) + (", ..." if len(ranks) > 8 else "")
+        message = f"{message} (rank{'s' if len(ranks) > 1 else ''} {shown})"
+    return message
+
+
 def init() -> Dist:
-    """Start Horovod over MPI and return this rank's record. Imports TensorFlow (seconds)."""
+    """Start Horovod over MPI, pin this rank's GPU and return its record. Imports TensorFlow
+    (seconds). A pinning error on any rank is raised on every rank (everywhere=True)."""
+    # CUDA's default order is fastest first; PCI bus order makes CUDA ordinals NVML's indices,
+    # so the node's energy meter reads the GPUs the ranks compute on.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     import horovod.tensorflow as hvd
-    from mpi4py import MPI  # noqa: F401  (initialises MPI with thread support before Horovod)
+    import tensorflow as tf
+    from mpi4py import MPI  # initialises MPI with thread support before Horovod
 
     hvd.init()
     check_size(hvd.size())
+    gpus = tf.config.list_physical_devices("GPU")
+    binding, error = NO_GPU, None
+    try:
+        binding = pin_gpu(choose_gpu(gpus, hvd.local_rank(), hvd.local_size(), os.environ,
+                                     tf.test.is_built_with_cuda()), gpus)
+    except ConfigError as exc:
+        error = str(exc)
+    # Through MPI, not Horovod: a Horovod collective would start TensorFlow's GPU runtime.
+    failed = [(rank, msg) for rank, msg in enumerate(MPI.COMM_WORLD.allgather(error)) if msg]
+    if failed:
+        raise ConfigError(_with_ranks(failed, hvd.size()), everywhere=True)
     return Dist(
         rank=hvd.rank(),
         size=hvd.size(),
         local_rank=hvd.local_rank(),
         local_size=hvd.local_size(),
         host=socket.gethostname(),
+        gpu=binding,
     )
 
 
@@ -207,14 +379,8 @@ def agree(error: Ai500Error | None, dist: Dist) -> None:
     """
     messages = allgather_object(None if error is None else str(error), "agree")
     failed = [(rank, msg) for rank, msg in enumerate(messages) if msg is not None]
-    if not failed:
-        return
-    first_msg = failed[0][1]
-    if dist.size > 1:
-        ranks = [rank for rank, _ in failed]
-        shown = ", ".join(map(str, ranks[:8])) + (", ..." if len(ranks) > 8 else "")
-        first_msg = f"{first_msg} (rank{'s' if len(ranks) > 1 else ''} {shown})"
-    raise Ai500Error(first_msg, everywhere=True)
+    if failed:
+        raise Ai500Error(_with_ranks(failed, dist.size), everywhere=True)
 
 
 def abort(code: int = 1) -> None:

@@ -3,19 +3,21 @@
 #
 # Sourced by each .sbatch script, which then calls `ai500_main BENCHMARK "$@"`; the script's own
 # arguments go to ai500.run (a --benchmark among them overrides the script's default).
-# Also executed by the launcher on every rank as `common.sh --rank-exec CMD...` (GPU pinning).
+# GPUs: every rank keeps one GPU itself, at start-up (ai500/dist.py), whichever launcher started it.
 #
 # Environment (all optional; defaults in brackets):
 #   AI500_HOME        the ai500 checkout            [found from the submitted script's path]
-#   AI500_PYTHON      interpreter with ai500 installed  [$AI500_HOME/.venv/bin/python, else python3]
+#   AI500_PYTHON      interpreter with ai500 installed  [a job with GPUs: the GPU stack's
+#                     $AI500_HOME/.venv-cuda/bin/python (make install ACCEL=cuda), else .venv's;
+#                     a job without: .venv's, else .venv-cuda's; else python3]
 #   AI500_OUT         where run directories go; relative to the submit directory  [runs]
 #   AI500_LAUNCHER    srun | mpirun | auto   [auto: srun when `srun --mpi=list` offers
 #                     $AI500_SRUN_MPI, else mpirun]
 #   AI500_SRUN_MPI    the srun --mpi plugin  [pmix]
 #   AI500_SRUN_ARGS   extra srun options (split on spaces)
 #   AI500_MPIRUN_ARGS extra mpirun options (split on spaces)
-#   AI500_GPU_BIND    local: each rank keeps the GPU whose index is its local rank, when the
-#                     allocation exposes several (CUDA_VISIBLE_DEVICES); none: leave it  [local]
+#   AI500_GPU_BIND    local: each rank keeps one GPU, its local rank's among those it sees;
+#                     none: ranks leave the GPUs to TensorFlow (read by ai500/dist.py)  [local]
 #   AI500_DRY_RUN     1: print what would run and stop (used by the tests)
 
 ai500_die() {
@@ -43,6 +45,16 @@ ai500_launcher() {
     esac
 }
 
+# The checkout's virtual environments in the order to use them (printed): the GPU stack's first
+# when Slurm gave the job GPUs on this node.
+ai500_venvs() {
+    if [[ ${SLURM_GPUS_ON_NODE:-0} =~ ^[1-9][0-9]*$ || -n ${SLURM_JOB_GPUS:-} ]]; then
+        echo .venv-cuda .venv
+    else
+        echo .venv .venv-cuda
+    fi
+}
+
 # Number of ranks the allocation asks for (printed).
 ai500_ntasks() {
     if [[ ${SLURM_NTASKS:-} =~ ^[0-9]+$ ]]; then
@@ -52,22 +64,6 @@ ai500_ntasks() {
     else
         ai500_die "SLURM_NTASKS is not set: submit this script with sbatch (e.g. sbatch -n 2 ...)"
     fi
-}
-
-# Per rank, just before exec'ing the benchmark: keep one GPU per local rank where the
-# allocation shows this rank several. Local rank: Open MPI's when launched by mpirun (a
-# SLURM_LOCALID inherited from the batch step would be 0 on every rank), else Slurm's.
-ai500_rank_exec() {
-    local lr=${OMPI_COMM_WORLD_LOCAL_RANK:-${MPI_LOCALRANKID:-${SLURM_LOCALID:-}}}
-    local -a gpus
-    if [[ ${AI500_GPU_BIND:-local} == local && $lr =~ ^[0-9]+$ &&
-          -n ${CUDA_VISIBLE_DEVICES:-} ]]; then
-        IFS=, read -ra gpus <<<"$CUDA_VISIBLE_DEVICES"
-        if ((${#gpus[@]} > 1)); then
-            export CUDA_VISIBLE_DEVICES=${gpus[lr % ${#gpus[@]}]}
-        fi
-    fi
-    exec "$@"
 }
 
 # Write slurm_energy.json into the run directory this job made (see slurm/sacct_energy.py).
@@ -120,10 +116,15 @@ ai500_main() {
         fi
     fi
 
-    local py=${AI500_PYTHON:-}
+    local py=${AI500_PYTHON:-} venv
     if [[ -z $py ]]; then
         py=python3
-        [[ -x $AI500_HOME/.venv/bin/python ]] && py=$AI500_HOME/.venv/bin/python
+        for venv in $(ai500_venvs); do
+            if [[ -x $AI500_HOME/$venv/bin/python ]]; then
+                py=$AI500_HOME/$venv/bin/python
+                break
+            fi
+        done
     fi
     command -v "$py" >/dev/null || ai500_die "AI500_PYTHON=$py is not an executable"
 
@@ -149,13 +150,14 @@ ai500_main() {
             ((EUID == 0)) && cmd+=(--allow-run-as-root)
             [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cmd+=(--map-by "slot:PE=$SLURM_CPUS_PER_TASK")
             cmd+=(-x AI500_EXPECTED_SIZE -x PYTHONPATH)
+            [[ -n ${AI500_GPU_BIND:-} ]] && cmd+=(-x AI500_GPU_BIND)
             ;;
     esac
-    cmd+=("${extra[@]}" bash "$AI500_HOME/slurm/common.sh" --rank-exec
-          "$py" -m ai500.run --benchmark "$bench" --out "$out" --run-name "$name" "${pass[@]}")
+    cmd+=("${extra[@]}" "$py" -m ai500.run --benchmark "$bench" --out "$out" --run-name "$name"
+          "${pass[@]}")
 
     echo "ai500: job $SLURM_JOB_ID, $ntasks ranks on ${SLURM_JOB_NUM_NODES:-1} node(s)" \
-        "via $launcher; run directory $out/$name"
+        "via $launcher; run directory $out/$name; checkout $AI500_HOME"
     echo "ai500: AI500_EXPECTED_SIZE=$ntasks $(printf '%q ' "${cmd[@]}")"
     [[ ${AI500_DRY_RUN:-0} == 1 ]] && return 0
 
@@ -174,10 +176,6 @@ ai500_main() {
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
-    case ${1:-} in
-        --rank-exec) shift; ai500_rank_exec "$@" ;;
-        *)
-            echo "usage: source slurm/common.sh in an sbatch script; common.sh --rank-exec CMD..." >&2
-            exit 2 ;;
-    esac
+    echo "usage: source slurm/common.sh in an sbatch script (see slurm/resnet.sbatch)" >&2
+    exit 2
 fi

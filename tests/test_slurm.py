@@ -66,7 +66,6 @@ def ai500_args(command: list[str]) -> list[str]:
     """What follows `python -m ai500.run` in a launch command."""
     i = command.index("ai500.run")
     assert command[i - 2:i] == [sys.executable, "-m"]
-    assert command[i - 5:i - 2] == ["bash", str(SLURM / "common.sh"), "--rank-exec"]
     return command[i + 1:]
 
 
@@ -85,7 +84,7 @@ def test_auto_falls_back_to_mpirun(tmp_path, srun_mpi):
     result, cmd = dry_run(tmp_path, "resnet.sbatch", srun_mpi=srun_mpi)
     assert result.returncode == 0, result.stderr
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    assert cmd[:cmd.index("bash")] == ["mpirun", "-np", "4", *root,
+    assert cmd[:cmd.index(sys.executable)] == ["mpirun", "-np", "4", *root,
                                        "-x", "AI500_EXPECTED_SIZE", "-x", "PYTHONPATH"]
 
 
@@ -94,7 +93,7 @@ def test_launcher_variable_overrides_and_extra_options(tmp_path):
                           AI500_MPIRUN_ARGS="--bind-to none --oversubscribe",
                           SLURM_CPUS_PER_TASK="8")
     assert result.returncode == 0, result.stderr
-    head = cmd[:cmd.index("bash")]
+    head = cmd[:cmd.index(sys.executable)]
     assert head[:3] == ["mpirun", "-np", "4"]
     assert head[-5:] == ["-x", "PYTHONPATH", "--bind-to", "none", "--oversubscribe"]
     assert ["--map-by", "slot:PE=8"] == head[head.index("--map-by"):head.index("--map-by") + 2]
@@ -103,7 +102,7 @@ def test_launcher_variable_overrides_and_extra_options(tmp_path):
                           AI500_SRUN_MPI="pmi2", AI500_SRUN_ARGS="--cpu-bind=none",
                           SLURM_CPUS_PER_TASK="8")
     assert result.returncode == 0, result.stderr
-    assert cmd[:cmd.index("bash")] == ["srun", "--mpi=pmi2", "--ntasks=4", "--kill-on-bad-exit=1",
+    assert cmd[:cmd.index(sys.executable)] == ["srun", "--mpi=pmi2", "--ntasks=4", "--kill-on-bad-exit=1",
                                        "--cpus-per-task=8", "--cpu-bind=none"]
 
 
@@ -185,31 +184,28 @@ def test_a_spooled_copy_finds_the_checkout(tmp_path):
     spool.mkdir(parents=True)
     shutil.copy(SLURM / "resnet.sbatch", spool / "slurm_script")
     for env in ({"SLURM_SUBMIT_DIR": str(ROOT)}, {"AI500_HOME": str(ROOT)}):
-        result, cmd = dry_run(tmp_path, str(spool / "slurm_script"), **env)
+        result, _ = dry_run(tmp_path, str(spool / "slurm_script"), **env)
         assert result.returncode == 0, result.stderr
-        assert cmd[cmd.index("--rank-exec") - 1] == str(SLURM / "common.sh")
+        assert f"; checkout {ROOT}\n" in result.stdout
     result, _ = dry_run(tmp_path, str(spool / "slurm_script"))
     assert result.returncode == 1
     assert result.stderr.strip().endswith("ai500: set AI500_HOME to the checkout")
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"CUDA_VISIBLE_DEVICES": "4,5,6,7", "SLURM_LOCALID": "2"}, "6"),
-    # mpirun inside the allocation: SLURM_LOCALID is the batch step's 0, Open MPI's rank wins
-    ({"CUDA_VISIBLE_DEVICES": "4,5,6,7", "SLURM_LOCALID": "0", "OMPI_COMM_WORLD_LOCAL_RANK": "3"},
-     "7"),
-    ({"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_LOCALID": "3"}, "1"),
-    ({"CUDA_VISIBLE_DEVICES": "3", "SLURM_LOCALID": "1"}, "3"),  # Slurm already bound one GPU
-    ({"SLURM_LOCALID": "1"}, "unset"),  # no GPUs: nothing set
-    ({"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_LOCALID": "1", "AI500_GPU_BIND": "none"}, "0,1"),
+@pytest.mark.parametrize("env, venvs", [
+    ({}, ".venv .venv-cuda"),
+    ({"SLURM_GPUS_ON_NODE": "0"}, ".venv .venv-cuda"),
+    ({"SLURM_GPUS_ON_NODE": "4"}, ".venv-cuda .venv"),
+    ({"SLURM_JOB_GPUS": "0,1"}, ".venv-cuda .venv"),
 ])
-def test_rank_exec_keeps_one_gpu_per_local_rank(env, expected):
-    result = subprocess.run(
-        ["bash", str(SLURM / "common.sh"), "--rank-exec", "bash", "-c",
-         'echo "${CUDA_VISIBLE_DEVICES-unset}"'], check=False,
-        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30)
+def test_a_job_with_gpus_prefers_the_gpu_stack(env, venvs):
+    """GPU pinning is ai500/dist.py's (tests/test_gpu_pinning.py); the script only picks the
+    interpreter: the GPU stack's (make install ACCEL=cuda) when Slurm gave the job GPUs."""
+    result = subprocess.run(["bash", "-c", f". {SLURM / 'common.sh'}; ai500_venvs"], check=False,
+                            env={"PATH": os.environ["PATH"], **env}, capture_output=True,
+                            text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == expected
+    assert result.stdout.strip() == venvs
 
 
 NO_VAL64 = "18446744073709551614"  # Slurm's "no value" marker (2**64 - 2)

@@ -142,20 +142,6 @@ def theoretical_cores(dist: Dist) -> tuple[int, str]:
                    f"(fewer than its {threads} intra-op threads)")
 
 
-def _pin_gpu(dist: Dist) -> list:
-    """On a GPU node, give each rank one GPU (by local rank); returns the GPUs this rank sees."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return []
-    mine = gpus[dist.local_rank % len(gpus)]
-    try:
-        tf.config.set_visible_devices(mine, "GPU")
-        tf.config.experimental.set_memory_growth(mine, True)
-    except RuntimeError:  # the GPU runtime was already started: keep what it sees
-        pass
-    return [mine]
-
-
 class Workload:
     """Times conv, fc and/or pool kernels over a preset's size tables, after the practical-peak GEMMs."""
 
@@ -167,9 +153,9 @@ class Workload:
         self.ops = ops_for(cfg.benchmark)
         self.sizes = select_sizes(self.ops, cfg.preset, self.settings.size_names())
         dtype = self.settings.dtype
-        gpus = _pin_gpu(dist)
-        if gpus:
-            name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+        on_gpu = dist.gpu.on_gpu  # pinned at init (ai500.dist)
+        if on_gpu:
+            name = dist.gpu.name
             tf32 = dtype == "float32" and tf.config.experimental.is_tensor_float_32_execution_enabled()
             self.device = f"GPU: {name}"
             self.theoretical = peak.gpu_theoretical_peak(name, dtype, tf32=tf32)
@@ -185,9 +171,9 @@ class Workload:
             self.theoretical["method"] = self.theoretical["method"].replace(
                 f"{cores} cores as given", f"{how}", 1)
             self.device = f"CPU: {self.theoretical['cpu']}"
-        self.libraries = peak.gemm_libraries(dtype, gpu=bool(gpus))
+        self.libraries = peak.gemm_libraries(dtype, gpu=on_gpu)
         self.numpy_threads = "numpy not timed (" + (
-            "GPU run" if gpus else f"{dtype}: numpy's GEMM is float32 only") + ")"
+            "GPU run" if on_gpu else f"{dtype}: numpy's GEMM is float32 only") + ")"
         if "numpy" in self.libraries:
             self.numpy_threads = kernels.set_numpy_threads(self.theoretical["cores"])[1]
         self.peak_sizes = [FcSize(f"gemm_{n}", n, n, n) for n in self.settings.peak_gemm_orders]
