@@ -24,6 +24,7 @@ import yaml
 from ai500 import registry
 from ai500.errors import ConfigError
 from ai500.micro.peak import check_overrides as check_peak_overrides
+from ai500.precision import DTYPES, PRECISIONS, from_dtype
 
 PRESETS = ("ci", "small", "full")
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -77,6 +78,10 @@ class RunConfig:
     checkpoint_every: int | None = None
     resume: str | None = None
     argv: list[str] = field(default_factory=list)
+    # None until the run driver resolves it for the device (ai500.precision.default_precision);
+    # config.json always holds the resolved value.
+    precision: str | None = None
+    xla: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,6 +90,7 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """The inverse of to_dict (a run's config.json `config`); ConfigError if it does not fit."""
         values = dict(values)
+        values.setdefault("precision", "fp32")  # written before --precision: an fp32 run
         train, quality = values.get("train"), values.get("quality")
         values["train"] = settings_from(TrainSettings, train, "train") if train else None
         values["quality"] = settings_from(QualitySettings, quality, "quality") if quality else None
@@ -168,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "core for the estimate, price per node-hour)")
     p.add_argument("--no-energy", action="store_true",
                    help="do not sample energy meters (for measuring the sampler's overhead)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="fp32, or mixed precision with bf16 or fp16 arithmetic (Keras policies; "
+                   "fp16 with dynamic loss scaling) [default: fp32 on a CPU; on a GPU bf16 from "
+                   "compute capability 8.0, fp16 on 7.x]; for micro benchmarks the same as "
+                   "--dtype float32|bfloat16|float16")
+    p.add_argument("--xla", action="store_true",
+                   help="training benchmarks: XLA-compile the training step's forward and "
+                   "backward pass (tf.function jit_compile)")
     p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
                    help="micro benchmarks: element type of the kernels [default: preset's]")
     p.add_argument("--sizes", default=None,
@@ -353,11 +367,19 @@ def resolve(argv: list[str]) -> RunConfig:
         given.append("--no-stop-at-target")
     if args.checkpoint_every is not None:
         given.append("--checkpoint-every")
+    if args.xla:
+        given.append("--xla")
     if not training and given:
         raise ConfigError(f"{', '.join(given)} not used by micro benchmark {args.benchmark!r}")
     micro_flags = {"dtype": args.dtype, "sizes": args.sizes}
     if training and any(v is not None for v in micro_flags.values()):
-        raise ConfigError(f"--dtype/--sizes apply to micro benchmarks, not {args.benchmark!r}")
+        raise ConfigError(f"--dtype/--sizes apply to micro benchmarks, not {args.benchmark!r} "
+                          "(training benchmarks take --precision fp32|bf16|fp16)")
+    if not training and args.precision is not None:
+        if args.dtype is not None and args.dtype != DTYPES[args.precision]:
+            raise ConfigError(f"--precision {args.precision} and --dtype {args.dtype} disagree "
+                              f"(--precision {args.precision} is --dtype {DTYPES[args.precision]})")
+        micro_flags["dtype"] = DTYPES[args.precision]
 
     train = quality = None
     if training:
@@ -390,6 +412,9 @@ def resolve(argv: list[str]) -> RunConfig:
                               f"got {quality.vflops_exponent}")
     micro = sections.get("micro", {})
     micro.update({k: v for k, v in micro_flags.items() if v is not None})
+    precision = args.precision
+    if not training:  # a micro benchmark's precision is its element type
+        precision = from_dtype(micro["dtype"]) if micro.get("dtype") in DTYPES.values() else None
     if args.data is not None and not Path(args.data).exists():
         raise ConfigError(f"--data {args.data}: no such file or directory")
     if args.data is not None and not Path(args.data).is_dir():
@@ -414,7 +439,7 @@ def resolve(argv: list[str]) -> RunConfig:
         seed=args.seed, data_path=args.data, out=args.out, run_name=args.run_name,
         intra_threads=args.intra_threads, inter_threads=args.inter_threads,
         stall_timeout_s=args.stall_timeout, checkpoint_every=args.checkpoint_every,
-        argv=list(argv),
+        argv=list(argv), precision=precision, xla=args.xla,
     )
 
 

@@ -16,6 +16,7 @@ traces the aggregator joins to the earlier ones.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -30,7 +31,7 @@ from pathlib import Path
 # Taken at import, before TensorFlow loads, so initialisation time includes the imports.
 PROCESS_START = time.perf_counter()
 
-from ai500 import __version__, checkpoint, config, registry, rundir
+from ai500 import __version__, checkpoint, config, precision, registry, rundir
 from ai500 import dist as distlib
 from ai500.data.pipeline import Prefetcher
 from ai500.errors import Ai500Error, ConfigError, TrainingError
@@ -212,9 +213,10 @@ class NodeEnergy:
     """One rank per node (local rank 0) samples the node's energy meters in a background thread
     for the whole run; the other ranks of that node meter nothing, so nothing is counted twice.
     The estimated model, used only when no meter is readable, counts the CPU time of every rank
-    on the node."""
+    on the node; NVML reads only `node_gpus`, the GPUs the job's ranks on this node compute on."""
 
-    def __init__(self, cfg: config.RunConfig, dist: distlib.Dist, node_pids: list[int]):
+    def __init__(self, cfg: config.RunConfig, dist: distlib.Dist, node_pids: list[int],
+                 node_gpus: list[str]):
         from ai500.metrics import energy
 
         self.sampler = None
@@ -222,7 +224,7 @@ class NodeEnergy:
         if not (cfg.system["energy"]["enabled"] and dist.node_leader):
             return
         energy_cfg = config.energy_settings(cfg.system)
-        self.meters = energy.select_meters(energy_cfg, processes=node_pids)
+        self.meters = energy.select_meters(energy_cfg, processes=node_pids, gpus=node_gpus)
         self.sampler = energy.EnergySampler(self.meters, energy_cfg.interval_s)
 
     def describe(self) -> dict:
@@ -248,13 +250,31 @@ class NodeEnergy:
             trace.attrs["energy_error"] = self.sampler.error
 
 
+def _device_order(node_id: str) -> tuple[int, int, str]:
+    """Sort key of GPU names: ordinals by number, then UUIDs."""
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
 def reached(value: float, q: config.QualitySettings) -> bool:
     return value >= q.target if q.higher_is_better else value <= q.target
+
+
+def resolve_precision(cfg: config.RunConfig, dist: distlib.Dist) -> config.RunConfig:
+    """The config with its precision decided: --precision, else the device's default (every
+    rank of a job has the same kind of GPU, so every rank decides the same)."""
+    if cfg.precision is not None:
+        return cfg
+    return dataclasses.replace(cfg, precision=precision.default_precision(dist.gpu)[0])
 
 
 def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
     """Build the workload, run its timed loop, write traces and (rank 0) the summary; rank 0
     holds the run directory's lock throughout."""
+    cfg = resolve_precision(cfg, dist)
+    if cfg.precision == "fp16" and not dist.gpu.on_gpu and cfg.train and dist.is_root:
+        print("ai500: note: fp16 on a CPU runs TensorFlow's emulated float16 kernels (slow): it "
+              "exercises the loss-scaling path, it does not measure the hardware",
+              file=sys.stderr, flush=True)
     owner = Owner()
     try:
         return _execute(cfg, dist, owner)
@@ -284,9 +304,14 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
     ckpt = tf.train.Checkpoint(**state) if checkpointing else None
     if manifest is not None:
         restore(ckpt, state, cfg, dist, manifest, workload.steps_per_epoch)
-    hosts_pids = distlib.allgather_object((dist.host, os.getpid()), "hosts")
-    hosts = [host for host, _ in hosts_pids]
-    meter = NodeEnergy(cfg, dist, [pid for host, pid in hosts_pids if host == dist.host])
+    ranks = distlib.allgather_object((dist.host, os.getpid(), dist.gpu.node_ids), "hosts")
+    hosts = [host for host, _, _ in ranks]
+    node_gpus = {host: set() for host in hosts}  # the GPUs the job computes on, per node
+    for host, _, ids in ranks:
+        node_gpus[host].update(ids)
+    meter = NodeEnergy(cfg, dist, [pid for host, pid, _ in ranks if host == dist.host],
+                       sorted(node_gpus[dist.host], key=_device_order))
+    precision_record = precision.describe(cfg.precision, cfg.xla, dist.gpu)
     if manifest is None:
         flops = workload.flops_per_sample() if dist.is_root else None
         run_dir = make_run_dir(cfg, dist, owner)
@@ -302,7 +327,11 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
             "run_id": run_id, "kind": workload.kind, "config": cfg.to_dict(),
             "command": [sys.executable, "-m", "ai500.run", *cfg.argv],
             "dist": {"size": dist.size, "hosts": hosts, "nodes": len(set(hosts)),
-                     "gpus_per_node": len(tf.config.list_physical_devices("GPU"))},
+                     "gpus_per_node": max(len(ids) for ids in node_gpus.values()),
+                     "devices": [f"{host} " + (f"GPU {','.join(ids)}" if ids else "CPU")
+                                 for host, _, ids in ranks],
+                     "gpu_rank0": dist.gpu.describe()},
+            "precision": precision_record,
             "threads_rank0": threads, "versions": versions(), "workload": workload.describe(),
             "flops_per_sample": flops,
         }
@@ -315,6 +344,8 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
         "run_id": run_id, "benchmark": cfg.benchmark, "rank": dist.rank, "size": dist.size,
         "local_rank": dist.local_rank, "local_size": dist.local_size, "host": dist.host,
         "pid": os.getpid(), "config": cfg.to_dict(), "threads": threads, "segment": segment,
+        "gpu": dist.gpu.describe(), "precision": cfg.precision, "xla": cfg.xla,
+        "step_window": step_window(dist),
     })
     if workload.kind == "micro":
         loop = micro_loop
@@ -439,29 +470,55 @@ def progress_bar_wanted(environ: dict[str, str] | None = None, tty: bool | None 
     return (sys.stdout.isatty() if tty is None else tty) and not launched
 
 
+# On a GPU a training step returns once its work is queued, not done; the loop waits for the
+# device only every STEP_WINDOW_GPU steps, and each row of the trace's steps/ spans such a window
+# (t_end after the wait), so a row's time is what its steps took. On a CPU every step is done
+# when it returns: one row per step, no waiting.
+STEP_WINDOW_GPU = 16
+
+
+def step_window(dist: distlib.Dist) -> int:
+    """Training steps per row of the trace's steps/ group (see STEP_WINDOW_GPU)."""
+    return STEP_WINDOW_GPU if dist.gpu.on_gpu else 1
+
+
 def run_epoch(workload, epoch: int, run_start: float, trace: TraceWriter,
               dist: distlib.Dist, beat: Callable[[], None]) -> dict[str, float]:
-    """Train one epoch; returns timings (seconds from run_start) and globally averaged metrics."""
+    """Train one epoch; returns timings (seconds from run_start) and globally averaged metrics.
+
+    A step's statistics stay tensors on the device and are summed there; they are read back once,
+    at the end of the epoch (and waited for at the end of every step window, on a GPU)."""
     import numpy as np
+    import tensorflow as tf
     from tqdm import tqdm
 
     t_start = clock()
-    sums: dict[str, float] = {}
+    sums: dict = {}  # float64 tensors: float32 sums would drift over long epochs
     samples = 0
+    window = step_window(dist)
     show_bar = dist.is_root and progress_bar_wanted()
     with Prefetcher(workload.train_batches(epoch)) as batches:
-        for _ in tqdm(range(workload.steps_per_epoch), disable=not show_bar, leave=False,
-                      desc=f"epoch {epoch}"):
-            s0 = clock()
+        w0, w_samples = clock(), 0
+        for step in tqdm(range(workload.steps_per_epoch), disable=not show_bar, leave=False,
+                         desc=f"epoch {epoch}"):
             stats = workload.train_step(next(batches))
-            s1 = clock()
-            beat()
-            trace.add_step(s0 - run_start, s1 - run_start, workload.samples_per_step)
-            samples += workload.samples_per_step
             for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value * workload.samples_per_step
+                value = tf.cast(value, tf.float64)
+                sums[key] = sums[key] + value if key in sums else value
+            samples += workload.samples_per_step
+            w_samples += workload.samples_per_step
+            if (step + 1) % window == 0 or step + 1 == workload.steps_per_epoch:
+                if window > 1:  # every statistic depends on its step's work: wait for them
+                    for value in sums.values():
+                        np.asarray(value)
+                w1 = clock()
+                trace.add_step(w0 - run_start, w1 - run_start, w_samples)
+                w0, w_samples = w1, 0
+            beat()
     keys = sorted(sums)
-    totals = distlib.allreduce_sum([samples] + [sums[k] for k in keys])
+    # Each statistic is a per-sample mean of a step of samples_per_step samples.
+    totals = distlib.allreduce_sum([samples] + [float(sums[k]) * workload.samples_per_step
+                                                for k in keys])
     t_end = clock()  # the epoch's training metrics reduced over the ranks are part of training
     means = {f"train_{k}": totals[i + 1] / totals[0] for i, k in enumerate(keys)}
     if not all(np.isfinite(v) for v in means.values()):
@@ -506,7 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dist = distlib.init()
     except Ai500Error as exc:
-        print(f"ai500: error: {exc}", file=sys.stderr, flush=True)
+        # An error every rank agreed on (GPU pinning) is printed once; others by each rank.
+        if not exc.everywhere or distlib.launcher_rank() == 0:
+            print(f"ai500: error: {exc}", file=sys.stderr, flush=True)
         return 2
     try:
         execute(cfg, dist)

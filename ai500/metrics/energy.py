@@ -2,8 +2,10 @@
 
 Every meter reports cumulative joules per domain since it was created. Measured sources (RAPL, NVML)
 are always preferred; the CPU-time model (`estimated`) is used only when no measured source is readable
-and its numbers are never added to measured joules. One rank per node runs the meters (the caller
-decides which); nothing here imports MPI or Horovod.
+and its numbers are never added to measured joules. Where RAPL (CPU packages and DRAM) and NVML (the
+job's GPUs) both read, a node's energy is their sum, and `coverage` says what it covers: `cpu`, `gpu`,
+`cpu+gpu` or `estimated`. One rank per node runs the meters (the caller decides which, and tells NVML
+which GPUs are the job's); nothing here imports MPI or Horovod.
 """
 
 from __future__ import annotations
@@ -193,20 +195,30 @@ class RaplMeter:
 
 
 class NvmlMeter:
-    """GPU energy per device from NVML (`pynvml`, optional).
+    """GPU energy per device from NVML (`pynvml`, from the nvidia-ml-py package; optional).
+
+    `devices` are the GPUs to read, as the node names them: CUDA_VISIBLE_DEVICES entries (ordinals,
+    GPU-<uuid>) or CUDA ordinals, which are NVML's indices because ai500.dist sets
+    CUDA_DEVICE_ORDER=PCI_BUS_ID, NVML's order; None reads every GPU NVML sees. NVML itself sees
+    every GPU of the node whatever CUDA_VISIBLE_DEVICES says, so a node shared with other jobs is
+    metered for this job's GPUs only. Domains are "gpu-<NVML index>".
 
     Uses the total-energy counter (millijoules, Volta and newer) when every GPU supports it (method
     `nvml`); otherwise integrates power samples (milliwatts) taken at each `read` with the trapezoid
-    rule (method `nvml-power-integrated`), so its accuracy follows the sampling rate. NVML sees every GPU
-    of the node regardless of CUDA_VISIBLE_DEVICES, which is what a node meter wants.
+    rule (method `nvml-power-integrated`), so its accuracy follows the sampling rate.
     """
 
-    def __init__(self, nvml: ModuleType | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, nvml: ModuleType | None = None, clock: Callable[[], float] = time.monotonic,
+                 devices: Sequence[str] | None = None) -> None:
         self.method = "nvml"
         self.available = False
         self.reason = ""
         self._clock = clock
         self._handles: list[object] = []
+        self._indices: list[int] = []
+        if devices is not None and not devices:
+            self.reason = "the job computes on no GPU of this node"
+            return
         if nvml is None:
             try:
                 import pynvml as nvml
@@ -216,9 +228,16 @@ class NvmlMeter:
         self._nvml = nvml
         try:
             nvml.nvmlInit()
-            self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+            if devices is None:
+                self._indices = list(range(nvml.nvmlDeviceGetCount()))
+                self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in self._indices]
+            else:
+                self._open(devices)
         except nvml.NVMLError as exc:
             self.reason = f"NVML not usable: {exc}"
+            return
+        except ValueError as exc:
+            self.reason = str(exc)
             return
         if not self._handles:
             self.reason = "NVML sees no GPUs"
@@ -236,12 +255,31 @@ class NvmlMeter:
             self._joules = [0.0] * len(self._handles)
         self.available = True
 
+    def _open(self, devices: Sequence[str]) -> None:
+        """Handles of the named GPUs; ValueError naming one NVML does not know (or a MIG
+        instance, whose energy NVML counts only for its whole GPU)."""
+        nvml = self._nvml
+        for device in devices:
+            if device.startswith("MIG-"):
+                raise ValueError(f"GPU {device} is a MIG instance: NVML counts energy for whole "
+                                 "GPUs only, not metered")
+            try:
+                if device.isdigit():
+                    handle, index = nvml.nvmlDeviceGetHandleByIndex(int(device)), int(device)
+                else:
+                    handle = nvml.nvmlDeviceGetHandleByUUID(device)
+                    index = nvml.nvmlDeviceGetIndex(handle)
+            except nvml.NVMLError as exc:
+                raise ValueError(f"NVML has no GPU {device} ({exc})") from None
+            self._handles.append(handle)
+            self._indices.append(index)
+
     def _power_w(self) -> list[float]:
         return [self._nvml.nvmlDeviceGetPowerUsage(h) / 1000 for h in self._handles]
 
     def domains(self) -> list[str]:
-        """Domain names, one per GPU: ["gpu-0", "gpu-1", ...]."""
-        return [f"gpu-{i}" for i in range(len(self._handles))] if self.available else []
+        """Domain names, one per GPU read: ["gpu-0", "gpu-1", ...] by NVML index."""
+        return [f"gpu-{i}" for i in self._indices] if self.available else []
 
     def read(self) -> dict[str, float]:
         """Joules per GPU since the meter was created."""
@@ -335,17 +373,32 @@ class EstimatedMeter:
 
 
 def select_meters(
-    config: EnergyConfig, processes: Iterable[int | psutil.Process] | None = None
+    config: EnergyConfig, processes: Iterable[int | psutil.Process] | None = None,
+    gpus: Sequence[str] | None = None,
 ) -> list[Meter]:
     """Every measured meter probed (available or not, so callers can record each `reason`), plus the
     `estimated` model only when no measured one is available. `processes` feed the model (default: this
-    process and its descendants); pass all of the node's ranks when one rank meters the node."""
+    process and its descendants); pass all of the node's ranks when one rank meters the node. `gpus`
+    are the job's GPUs on the node for NVML (NvmlMeter `devices`; None: every GPU NVML sees)."""
     meters: list[Meter] = [RaplMeter(config.powercap_root)]
     if config.use_nvml:
-        meters.append(NvmlMeter())
+        meters.append(NvmlMeter(devices=gpus))
     if not any(m.available for m in meters):
         meters.append(EstimatedMeter(processes, config.watts_per_core, config.idle_watts))
     return meters
+
+
+# What each method measures, for `coverage`.
+_COVERS = {"rapl": "cpu", "nvml": "gpu", "nvml-power-integrated": "gpu", "estimated": "estimated"}
+
+
+def coverage(methods: Iterable[str]) -> str:
+    """What energy from meters of these methods covers: "cpu" (RAPL: packages and DRAM), "gpu"
+    (NVML: the job's GPUs), "cpu+gpu" (both, summed), "estimated" (the CPU-time model) or "none"."""
+    parts = {_COVERS.get(method, method) for method in methods}
+    if "estimated" in parts:
+        return "estimated"
+    return "+".join(part for part in ("cpu", "gpu") if part in parts) or "none"
 
 
 @dataclass(frozen=True)
@@ -362,6 +415,11 @@ class EnergySamples:
     def method(self) -> str:
         """One label for the whole: "rapl", "nvml+rapl", "estimated", ... or "unavailable"."""
         return "+".join(sorted(set(self.methods))) or "unavailable"
+
+    @property
+    def coverage(self) -> str:
+        """What the total covers: "cpu", "gpu", "cpu+gpu", "estimated" or "none" (`coverage`)."""
+        return coverage(self.methods)
 
     def total(self) -> np.ndarray:
         """(n,) cumulative joules summed over domains."""

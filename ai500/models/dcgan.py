@@ -7,6 +7,8 @@ b = image_size / 2^len(g_filters). Discriminator: stride-2 convolutions with Lea
 on all but the first, then flatten → one logit (no fully connected hidden layer). Full scale is
 CosmoGAN's 256×256 model (latent 64, generator widths 512…64, discriminator 64…512, 5×5 kernels).
 `ema_decay` is not architecture but the averaging constant of the evaluated generator copy.
+Under a mixed-precision policy (ai500.precision) the final layers stay float32: the generator's last
+transposed convolution and tanh, and the discriminator's logit.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def build_generator(cfg: DCGANConfig, name: str = "generator") -> tf.keras.Model
         x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"g_bn{i}")(x)
         x = layers.ReLU(name=f"g_relu{i}")(x)
     x = layers.Conv2DTranspose(1, cfg.kernel, strides=2, padding="same", kernel_initializer=_init(),
-                               name=f"g_deconv{len(widths)}")(x)
+                               dtype="float32", name=f"g_deconv{len(widths)}")(x)
     out = layers.Activation("tanh", dtype="float32", name="g_tanh")(x)
     return tf.keras.Model(z, out, name=name)
 
@@ -81,5 +83,5 @@ def build_discriminator(cfg: DCGANConfig) -> tf.keras.Model:
             x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"d_bn{i}")(x)
         x = layers.LeakyReLU(0.2, name=f"d_lrelu{i}")(x)
     x = layers.Flatten(name="d_flatten")(x)
-    logit = layers.Dense(1, kernel_initializer=_init(), name="d_logit")(x)
+    logit = layers.Dense(1, kernel_initializer=_init(), dtype="float32", name="d_logit")(x)
     return tf.keras.Model(image, logit, name="discriminator")

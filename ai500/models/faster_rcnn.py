@@ -15,6 +15,12 @@ proposals with the true boxes added (a quarter positive at most, IoU ≥ 0.5). G
 flow through the proposals' coordinates (the "approximate joint training" of the paper).
 
 Boxes are (ymin, xmin, ymax, xmax) in input pixels; label 0 is background, dataset class c is c+1.
+
+Under a mixed-precision policy (ai500.precision) the backbone and the heads' hidden layers compute
+in bf16 or fp16; the heads' output layers (objectness, class logits, box deltas), RoI align, box
+decoding and every loss are float32. `jit_compile=True` XLA-compiles the backbone and RPN head (the
+dense part, nearly all of the FLOPs); target sampling, NMS and RoI align have data-dependent
+shapes that XLA cannot compile and run as ordinary TensorFlow ops.
 """
 
 from __future__ import annotations
@@ -106,10 +112,13 @@ def build_rpn_head(cfg: FasterRCNNConfig, channels: int) -> tf.keras.Model:
     x = layers.Conv2D(cfg.rpn_channels, 3, padding="same", activation="relu",
                       kernel_initializer=_normal(0.01), name="rpn_conv")(features)
     a = cfg.anchors_per_position
-    logits = layers.Conv2D(a, 1, kernel_initializer=_normal(0.01), name="rpn_objectness")(x)
-    deltas = layers.Conv2D(4 * a, 1, kernel_initializer=_normal(0.01), name="rpn_deltas")(x)
-    logits = layers.Reshape((-1,), name="rpn_objectness_flat")(logits)
-    deltas = layers.Reshape((-1, 4), name="rpn_deltas_flat")(deltas)
+    # Outputs in float32 under a mixed policy (a layer casts its input to its own dtype).
+    logits = layers.Conv2D(a, 1, kernel_initializer=_normal(0.01), dtype="float32",
+                           name="rpn_objectness")(x)
+    deltas = layers.Conv2D(4 * a, 1, kernel_initializer=_normal(0.01), dtype="float32",
+                           name="rpn_deltas")(x)
+    logits = layers.Reshape((-1,), dtype="float32", name="rpn_objectness_flat")(logits)
+    deltas = layers.Reshape((-1, 4), dtype="float32", name="rpn_deltas_flat")(deltas)
     return tf.keras.Model(features, [logits, deltas], name="rpn_head")
 
 
@@ -120,9 +129,11 @@ def build_box_head(cfg: FasterRCNNConfig, channels: int) -> tf.keras.Model:
     x = layers.Flatten(name="roi_flatten")(pooled)
     for i in range(2):
         x = layers.Dense(cfg.head_units, activation="relu", name=f"roi_fc{i + 1}")(x)
-    logits = layers.Dense(k, kernel_initializer=_normal(0.01), name="roi_class")(x)
-    deltas = layers.Dense(4 * k, kernel_initializer=_normal(0.001), name="roi_deltas")(x)
-    return tf.keras.Model(pooled, [logits, layers.Reshape((k, 4))(deltas)], name="box_head")
+    logits = layers.Dense(k, kernel_initializer=_normal(0.01), dtype="float32", name="roi_class")(x)
+    deltas = layers.Dense(4 * k, kernel_initializer=_normal(0.001), dtype="float32",
+                          name="roi_deltas")(x)
+    deltas = layers.Reshape((k, 4), dtype="float32")(deltas)
+    return tf.keras.Model(pooled, [logits, deltas], name="box_head")
 
 
 def _huber(x, delta: float):
@@ -134,9 +145,11 @@ def _huber(x, delta: float):
 class FasterRCNN(tf.keras.Model):
     """The two-stage detector; `losses_on` trains, `detect` predicts (see the module docstring)."""
 
-    def __init__(self, cfg: FasterRCNNConfig):
+    def __init__(self, cfg: FasterRCNNConfig, jit_compile: bool = False):
         super().__init__(name="faster_rcnn")
         self.cfg = cfg
+        self._trunk = (tf.function(self._run_trunk, jit_compile=True) if jit_compile
+                       else self._run_trunk)
         self.backbone = build_backbone(cfg)
         channels = self.backbone.output_shape[-1]
         self.rpn_head = build_rpn_head(cfg, channels)
@@ -148,6 +161,9 @@ class FasterRCNN(tf.keras.Model):
 
     def call(self, images, training=False):
         """Backbone and RPN outputs: (features, objectness logits, RPN deltas)."""
+        return self._trunk(images, training)
+
+    def _run_trunk(self, images, training):
         features = self.backbone(images, training=training)
         logits, deltas = self.rpn_head(features, training=training)
         return features, logits, deltas
@@ -170,7 +186,8 @@ class FasterRCNN(tf.keras.Model):
         fh, fw = self.image_height // stride, self.image_width // stride
         norm = (rois / stride - 0.5) / tf.constant([fh - 1, fw - 1] * 2, tf.float32)
         size = 2 * self.cfg.roi_size
-        crops = tf.image.crop_and_resize(features, norm, image_index, [size, size])
+        crops = tf.image.crop_and_resize(tf.cast(features, tf.float32), norm, image_index,
+                                         [size, size])
         return tf.nn.max_pool2d(crops, 2, 2, "VALID")
 
     def losses_on(self, images, gt_boxes, training: bool = True, seed=None) -> dict[str, tf.Tensor]:

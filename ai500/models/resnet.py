@@ -3,7 +3,8 @@
 `ResNetConfig()` at full scale is ResNet-50: a 7×7/2 stem with 3×3/2 max-pool, four stages of
 bottleneck blocks (3, 4, 6, 3) with widths 64…512 (×4 expansion), global average pooling.
 Smaller presets shrink widths, depth and input size. `residual_stage` is the building block that
-other models (the Faster R-CNN backbone) reuse.
+other models (the Faster R-CNN backbone) reuse. Built under a mixed-precision policy
+(ai500.precision), the layers compute in bf16 or fp16 and the logits layer in float32.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def residual_stage(x, width: int, blocks: int, stride: int, bottleneck: bool, na
 
 
 def build_resnet(cfg: ResNetConfig) -> tf.keras.Model:
-    """A ResNet classifier returning `num_outputs` logits per image (float32)."""
+    """A ResNet classifier returning `num_outputs` logits per image (float32 under any policy)."""
     inputs = tf.keras.Input(shape=cfg.input_shape, name="image")
     x = conv_bn(inputs, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride, "stem", cfg.weight_decay)
     if cfg.stem_pool:
@@ -88,5 +89,5 @@ def build_resnet(cfg: ResNetConfig) -> tf.keras.Model:
         x = residual_stage(x, width, blocks, 1 if i == 0 else 2, cfg.bottleneck,
                            f"stage{i + 1}", cfg.weight_decay)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    logits = layers.Dense(cfg.num_outputs, name="logits")(x)
+    logits = layers.Dense(cfg.num_outputs, dtype="float32", name="logits")(x)
     return tf.keras.Model(inputs, logits, name="resnet")

@@ -14,7 +14,10 @@ not call collectives there, since a rank that fails must reach the driver's erro
                                     tuples of tf.Tensors
     train_step(batch) -> dict[str, float]
                                     one optimisation step; returns this rank's per-sample means
-                                    (e.g. loss, accuracy) as Python floats, so the work is complete
+                                    (e.g. loss, accuracy) as scalars: tf.Tensors left on the
+                                    device, which the driver sums there and reads back once per
+                                    epoch (a Python float works too, but float() on a tensor makes
+                                    every step wait for the device)
     evaluate() -> dict[str, float]  validation metrics over the whole validation set (all ranks),
                                     of one model: call dist.average_statistics(models) before
                                     anything reads batch-norm moving statistics, so every rank
@@ -45,6 +48,11 @@ Micro benchmarks (kind = "micro") instead provide `items()` (the kernels to time
 and `format_row(row) -> str` (rank 0's progress line); the driver runs them with a barrier
 before each kernel so all ranks time it at once, and stores the rows in the trace's `kernels/`.
 `measure` may call collectives: every rank calls it for the same items in the same order.
+
+Precision (cfg.precision, resolved by the driver) and XLA (cfg.xla) are the workload's to apply
+with ai500.precision: build the models under `precision.policy`, wrap each optimizer with
+`precision.optimizer`, take gradients with `precision.averaged_gradients`, and compile the forward
+pass with jit_compile when cfg.xla.
 
 A workload knows nothing about timing, traces, energy or files: the run driver owns those.
 """

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from ai500 import dist as distlib
+from ai500 import precision
 from ai500.config import RunConfig, settings_from
 from ai500.data import cosmo
 from ai500.dist import Dist
@@ -113,19 +114,22 @@ class Workload:
         self.train = self._normalise(kappa_train)[..., None]
         self.model_cfg = settings_from(DCGANConfig, {**cfg.model, "image_size": self.data.image_size},
                                    "model")
-        self.generator = build_generator(self.model_cfg)
-        self.discriminator = build_discriminator(self.model_cfg)
-        self.generator_ema = build_generator(self.model_cfg, name="generator_ema")
+        with precision.policy(cfg.precision):
+            self.generator = build_generator(self.model_cfg)
+            self.discriminator = build_discriminator(self.model_cfg)
+            self.generator_ema = build_generator(self.model_cfg, name="generator_ema")
         self.samples_per_step = cfg.train.batch_size
         self.steps_per_epoch = steps_per_epoch(len(self.train), self.samples_per_step, "maps")
         # Square-root scaling for Adam, held after the warm-up as DCGAN trains; one schedule
         # object per optimizer, the same rates for both networks.
         self.schedule = schedule_for(cfg.train, dist.size, self.steps_per_epoch,
                                      rule="sqrt", decay="constant")
-        self.d_opt = tf.keras.optimizers.Adam(self.schedule, beta_1=ADAM_BETA1)
-        self.g_opt = tf.keras.optimizers.Adam(
+        self.d_opt = precision.optimizer(
+            tf.keras.optimizers.Adam(self.schedule, beta_1=ADAM_BETA1), cfg.precision)
+        self.g_opt = precision.optimizer(tf.keras.optimizers.Adam(
             schedule_for(cfg.train, dist.size, self.steps_per_epoch, rule="sqrt",
-                         decay="constant"), beta_1=ADAM_BETA1)
+                         decay="constant"), beta_1=ADAM_BETA1), cfg.precision)
+        self._forward = tf.function(self._losses, jit_compile=True) if cfg.xla else self._losses
         self.eval_latent = evaluation_latents(self.data.eval_maps, self.model_cfg.latent_dim,
                                               cfg.seed, dist)
         self._real_stats: dict[str, np.ndarray] | None = None
@@ -182,29 +186,38 @@ class Workload:
                 (batch, latent)).astype(np.float32)
             yield self.train[idx], z
 
+    def _losses(self, real, z):
+        """Forward pass of both networks: (d_loss, g_loss, real logits, fake logits), float32
+        (XLA-compiled with --xla, and so is its gradient)."""
+        bce = tf.nn.sigmoid_cross_entropy_with_logits
+        fake = self.generator(z, training=True)
+        real_logit = self.discriminator(real, training=True)[:, 0]
+        fake_logit = self.discriminator(fake, training=True)[:, 0]
+        d_loss = (tf.reduce_mean(bce(tf.ones_like(real_logit), real_logit)) +
+                  tf.reduce_mean(bce(tf.zeros_like(fake_logit), fake_logit)))
+        g_loss = tf.reduce_mean(bce(tf.ones_like(fake_logit), fake_logit))
+        return d_loss, g_loss, real_logit, fake_logit
+
     @tf.function
     def _train_step(self, real, z):
-        bce = tf.nn.sigmoid_cross_entropy_with_logits
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake = self.generator(z, training=True)
-            real_logit = self.discriminator(real, training=True)[:, 0]
-            fake_logit = self.discriminator(fake, training=True)[:, 0]
-            d_loss = (tf.reduce_mean(bce(tf.ones_like(real_logit), real_logit)) +
-                      tf.reduce_mean(bce(tf.zeros_like(fake_logit), fake_logit)))
-            g_loss = tf.reduce_mean(bce(tf.ones_like(fake_logit), fake_logit))
+            d_loss, g_loss, real_logit, fake_logit = self._forward(real, z)
         d_vars = self.discriminator.trainable_variables
         g_vars = self.generator.trainable_variables
-        d_grads = distlib.distributed_tape(d_tape).gradient(d_loss, d_vars)
-        g_grads = distlib.distributed_tape(g_tape).gradient(g_loss, g_vars)
+        d_grads = precision.averaged_gradients(d_tape, d_loss, d_vars, self.d_opt)
+        g_grads = precision.averaged_gradients(g_tape, g_loss, g_vars, self.g_opt)
         self.d_opt.apply_gradients(zip(d_grads, d_vars))
         self.g_opt.apply_gradients(zip(g_grads, g_vars))
         decay = self.model_cfg.ema_decay
         for avg, var in zip(self.generator_ema.weights, self.generator.weights):
             avg.assign(decay * avg + (1.0 - decay) * var)
-        return d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logit)), tf.reduce_mean(tf.sigmoid(fake_logit))
+        scales = {f"{net}_{key}": value for net, opt in (("d", self.d_opt), ("g", self.g_opt))
+                  for key, value in precision.loss_scale(opt).items()}
+        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": tf.reduce_mean(tf.sigmoid(real_logit)),
+                "d_fake": tf.reduce_mean(tf.sigmoid(fake_logit)), **scales}
 
-    def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, float]:
-        d_loss, g_loss, d_real, d_fake = self._train_step(*batch)
+    def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        stats = self._train_step(*batch)
         if not self._broadcast_done:
             # The weight average starts from the broadcast generator (after a resume it was
             # restored with the rest).
@@ -213,8 +226,7 @@ class Workload:
                 for avg, var in zip(self.generator_ema.weights, self.generator.weights):
                     avg.assign(var)
             self._broadcast_done = True
-        return {"d_loss": float(d_loss), "g_loss": float(g_loss),
-                "d_real": float(d_real), "d_fake": float(d_fake)}
+        return stats
 
     @tf.function(reduce_retracing=True)
     def _generate(self, z):

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from ai500 import dist as distlib
+from ai500 import precision
 from ai500.config import RunConfig, settings_from
 from ai500.data import common, weather, weather_synthetic
 from ai500.dist import Dist
@@ -120,17 +121,20 @@ class Workload:
         channels = self.val_images.shape[-1]
         self.model_cfg = settings_from(FasterRCNNConfig,
                                        {**cfg.model, "input_shape": (*self.crop, channels)}, "model")
-        self.model = FasterRCNN(self.model_cfg)
+        with precision.policy(cfg.precision):
+            self.model = FasterRCNN(self.model_cfg, jit_compile=cfg.xla)
         self.samples_per_step = cfg.train.batch_size
         self.steps_per_epoch = steps_per_epoch(len(self.train["images"]), self.samples_per_step,
                                                "fields")
         self.schedule = schedule_for(cfg.train, dist.size, self.steps_per_epoch,
                                      rule="linear", decay="cosine")
-        self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=0.9)
+        self.optimizer = precision.optimizer(tf.keras.optimizers.SGD(self.schedule, momentum=0.9),
+                                             cfg.precision)
         # Target sampling is seeded by (run seed and rank, step): a resumed run draws what an
         # uninterrupted one would have drawn.
         self.sampling_seed = (cfg.seed * 1_000_003 + dist.rank * 64) % 2**31
         self._truths: np.ndarray | None = None
+        self._val_fields = 0.0  # validation fields over all ranks, counted at the first evaluation
         self._broadcast_done = False
 
     def _standardise(self, images: np.ndarray) -> np.ndarray:
@@ -184,17 +188,17 @@ class Workload:
             losses = self.model.losses_on(images, boxes, training=True, seed=seed)
             total = tf.add_n(list(losses.values()))
             regularised = total + tf.add_n(self.model.losses) if self.model.losses else total
-        tape = distlib.distributed_tape(tape)
-        grads = tape.gradient(regularised, self.model.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return {"loss": total, **losses}
+        variables = self.model.trainable_variables
+        grads = precision.averaged_gradients(tape, regularised, variables, self.optimizer)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return {"loss": total, **losses, **precision.loss_scale(self.optimizer)}
 
-    def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, float]:
+    def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
         stats = self._train_step(*batch)
         if not self._broadcast_done:
             distlib.broadcast_training_state([self.model], [self.optimizer])
             self._broadcast_done = True
-        return {key: float(value) for key, value in stats.items()}
+        return stats
 
     @tf.function
     def _detect(self, images):
@@ -221,6 +225,7 @@ class Workload:
             image_id = np.broadcast_to(self.val_index[:, None], used.shape)[used]
             rows = np.column_stack([image_id, self.val_boxes[used][:, 4], self.val_boxes[used][:, :4]])
             self._truths = distlib.allgather_array(rows.astype(np.float64).reshape(-1, 6))
+            self._val_fields = float(distlib.allreduce_sum([len(self.val_images)])[0])
         rows = [np.column_stack([np.full(len(s), gid), c, s, b])
                 for gid, (b, s, c) in zip(self.val_index, self.detections(self.val_images))]
         local = np.concatenate(rows).astype(np.float64).reshape(-1, 7)
@@ -230,6 +235,7 @@ class Workload:
         metrics = {"val_map": result["map"]}
         metrics.update({f"val_ap_{key}": ap for key, ap in zip(CLASS_KEYS, result["ap"])})
         metrics["val_detections"] = float(len(everything))
+        metrics["val_fields"] = self._val_fields
         return metrics
 
     def flops_per_sample(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ai500 import dist as distlib
+from ai500 import precision
 from ai500.config import RunConfig, settings_from
 from ai500.data import common, hep
 from ai500.dist import Dist
@@ -79,12 +80,15 @@ class Workload:
             model_cfg = ResNetConfig(**{**cfg.model, "input_shape": image_shape})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"section 'model': {exc}") from None
-        self.model = build_resnet(model_cfg)
+        with precision.policy(cfg.precision):
+            self.model = build_resnet(model_cfg)
         self.samples_per_step = cfg.train.batch_size
         self.steps_per_epoch = steps_per_epoch(len(self.train["label"]), self.samples_per_step, "events")
         self.schedule = schedule_for(cfg.train, dist.size, self.steps_per_epoch,
                                      rule="linear", decay="cosine")
-        self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=0.9, nesterov=True)
+        self.optimizer = precision.optimizer(
+            tf.keras.optimizers.SGD(self.schedule, momentum=0.9, nesterov=True), cfg.precision)
+        self._forward = tf.function(self._losses, jit_compile=True) if cfg.xla else self._losses
         self._val_truth: tuple[np.ndarray, np.ndarray] | None = None
         self._broadcast_done = False
 
@@ -114,24 +118,31 @@ class Workload:
             idx = np.sort(order[step * batch:(step + 1) * batch])
             yield self.train["data"][idx], self.train["label"][idx]
 
+    def _losses(self, images, labels):
+        """Forward pass: (loss with weight decay, loss, logits), all float32 (XLA-compiled
+        with --xla, and so is its gradient)."""
+        logits = self.model(images, training=True)[:, 0]
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+        total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
+        return total, loss, logits
+
     @tf.function
     def _train_step(self, images, labels):
+        variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self.model(images, training=True)[:, 0]
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
-            total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
-        tape = distlib.distributed_tape(tape)
-        grads = tape.gradient(total, self.model.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+            total, loss, logits = self._forward(images, labels)
+        grads = precision.averaged_gradients(tape, total, variables, self.optimizer)
+        self.optimizer.apply_gradients(zip(grads, variables))
         correct = tf.cast(tf.equal(tf.cast(logits > 0, tf.float32), labels), tf.float32)
-        return loss, tf.reduce_mean(correct)
+        return {"loss": loss, "accuracy": tf.reduce_mean(correct),
+                **precision.loss_scale(self.optimizer)}
 
-    def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, float]:
-        loss, acc = self._train_step(*batch)
+    def train_step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        stats = self._train_step(*batch)
         if not self._broadcast_done:
             distlib.broadcast_training_state([self.model], [self.optimizer])
             self._broadcast_done = True
-        return {"loss": float(loss), "accuracy": float(acc)}
+        return stats
 
     @tf.function(reduce_retracing=True)
     def _predict(self, images):
