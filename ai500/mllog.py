@@ -57,6 +57,7 @@ EVAL_ACCURACY = "eval_accuracy"
 GLOBAL_BATCH_SIZE = "global_batch_size"
 NUMBER_OF_NODES = "number_of_nodes"
 ACCELERATORS_PER_NODE = "accelerators_per_node"
+PRECISION = "precision"  # ours (fp32, bf16, fp16), not an MLPerf key: MLPerf leaves it to the code
 SEED = "seed"
 TRAIN_SAMPLES = "train_samples"
 EVAL_SAMPLES = "eval_samples"
@@ -157,7 +158,8 @@ def _first_trace(run_dir: Path, size: int):
 
 
 def accelerators_per_node(cfg: dict) -> int:
-    """GPUs per node as recorded by the run (0 for a CPU run)."""
+    """GPUs the job computes on per node (the most on any node), as the run recorded them; 0
+    for a CPU run."""
     dist = cfg.get("dist") or {}
     if dist.get("gpus_per_node") is not None:
         return int(dist["gpus_per_node"])
@@ -205,6 +207,9 @@ def write_mllog(run_dir: Path, submission: dict | None = None,
     log.event(NUMBER_OF_NODES, nodes, time_ms=t_init)
     log.event(ACCELERATORS_PER_NODE, accelerators_per_node(cfg),
               {"ranks_per_node": size // max(1, nodes)}, time_ms=t_init)
+    run_cfg = cfg.get("config") or {}
+    log.event(PRECISION, summary.get("precision") or run_cfg.get("precision") or "fp32",
+              {"xla": bool(run_cfg.get("xla", False))}, time_ms=t_init)
     workload = cfg.get("workload") or {}
     if workload.get("train_events_used_per_epoch") is not None:
         log.event(TRAIN_SAMPLES, workload["train_events_used_per_epoch"], time_ms=t_init)

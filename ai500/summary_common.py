@@ -36,11 +36,12 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
                      t_quality: float | None = None) -> dict[str, Any]:
     """Energy of the run (joules from run_start to t_end, seconds) and to the quality point, summed
     over nodes from each node's metering rank. Nodes metered by different methods (a measured
-    counter on one, the estimate on another) are never added: the total is then None."""
+    counter on one, the estimate on another) are never added: the total is then None. `coverage`
+    says what the joules cover (cpu, gpu, cpu+gpu, estimated; ai500.metrics.energy.coverage)."""
     from ai500.metrics.energy import EnergySamples, energy_between, peak_power
 
     result: dict[str, Any] = {
-        "method": "unavailable", "joules": None, "joules_to_quality": None,
+        "method": "unavailable", "coverage": "none", "joules": None, "joules_to_quality": None,
         "average_power_w": None, "peak_node_power_w": None, "per_node": [],
         "definition": "node meters sampled at >= 1 Hz by one rank per node, integrated from "
         "run_start; 'estimated' = CPU seconds of the node's ranks x watts per core "
@@ -56,10 +57,11 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
         return result
     for trace in metered:
         node = {"host": trace.attrs.get("host"), "rank": trace.attrs.get("rank"),
-                "method": "unreadable", "meters": trace.attrs.get("energy_meters")}
+                "method": "unreadable", "coverage": "none",
+                "meters": trace.attrs.get("energy_meters")}
         try:
             samples = EnergySamples.from_columns(trace.groups["energy"])
-            node["method"] = samples.method
+            node["method"], node["coverage"] = samples.method, samples.coverage
             if not (np.isfinite(samples.t).all() and np.isfinite(samples.joules).all()):
                 raise ValueError("energy samples hold non-finite values")
             node["joules"] = energy_between(samples, 0.0, t_end)
@@ -74,6 +76,7 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
     methods = sorted({n["method"] for n in result["per_node"]})
     complete = [n for n in result["per_node"] if n["joules"] is not None]
     result["method"] = "+".join(methods)
+    result["coverage"] = coverage_of(result["method"])
     if len(complete) < nodes:
         result["reason"] = f"energy covers {len(complete)} of {nodes} node(s)"
     elif len(methods) > 1:
@@ -87,11 +90,30 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
     return result
 
 
+def run_precision(record: dict[str, Any]) -> dict[str, Any]:
+    """A run's precision from its config.json record: precision (fp32, bf16, fp16), xla, and
+    whether TF32 was on (GPU runs; None on a CPU). Runs recorded before --precision were fp32."""
+    cfg = record.get("config") or {}
+    return {"precision": cfg.get("precision") or "fp32", "xla": bool(cfg.get("xla", False)),
+            "tf32": (record.get("precision") or {}).get("tf32")}
+
+
+def coverage_of(method: str) -> str:
+    """What energy of a method label ("rapl", "nvml+rapl", ...) covers: cpu, gpu, cpu+gpu,
+    estimated or none."""
+    from ai500.metrics.energy import coverage
+
+    return coverage(method.split("+"))
+
+
 def energy_line(e: dict) -> str:
-    """One table line for an energy summary, always naming its method."""
+    """One table line for an energy summary, always naming its method (and what it covers where
+    the method does not say it: cpu, gpu or cpu+gpu)."""
+    covers = e.get("coverage") or coverage_of(e["method"])
+    label = e["method"] if covers in (e["method"], "none") else f"{e['method']}, covers {covers}"
     if e["joules"] is None:
-        return f"  energy         n/a [{e['method']}] ({e.get('reason', '')})"
-    return (f"  energy         {fmt(e['joules'], ' J')} [{e['method']}], to quality "
+        return f"  energy         n/a [{label}] ({e.get('reason', '')})"
+    return (f"  energy         {fmt(e['joules'], ' J')} [{label}], to quality "
             f"{fmt(e['joules_to_quality'], ' J')}, average {fmt(e['average_power_w'], ' W')}, "
             f"peak node {fmt(e['peak_node_power_w'], ' W')}")
 

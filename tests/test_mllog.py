@@ -101,6 +101,7 @@ def test_run_that_reached_the_target(tmp_path):
         ("POINT", "global_batch_size", 20, {}, init),
         ("POINT", "number_of_nodes", 1, {}, init),
         ("POINT", "accelerators_per_node", 0, {"ranks_per_node": 2}, init),
+        ("POINT", "precision", "fp32", {"xla": False}, init),
         ("POINT", "train_samples", 200, {}, init),
         ("POINT", "eval_samples", 50, {}, init),
         ("END", "init_stop", None, {}, ms(0)),
@@ -182,7 +183,7 @@ def check(path, rules) -> bool:
 def test_mlperf_logging_parses_and_checks_the_log(tmp_path, checker_rules):
     path = mllog.write_mllog(fake_run(tmp_path / "run", auc=[0.6, 0.85, 0.9]))
     lines, errors = mlp_parser.parse_file(str(path), ruleset="4.1.0")
-    assert errors == [] and len(lines) == 25
+    assert errors == [] and len(lines) == 26
     keys = [ll.key for ll in lines]
     assert keys[:2] == ["init_start", "submission_benchmark"] and keys[-1] == "run_stop"
     assert [ll.timestamp for ll in lines] == sorted(ll.timestamp for ll in lines)

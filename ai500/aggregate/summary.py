@@ -19,7 +19,7 @@ from ai500.aggregate.sections.quality import (
 )
 from ai500.aggregate.sections.throughput import load_imbalance, throughput_section
 from ai500.aggregate.segments import Segment, describe
-from ai500.summary_common import SUMMARY_SCHEMA_VERSION
+from ai500.summary_common import SUMMARY_SCHEMA_VERSION, run_precision
 from ai500.trace import Trace
 
 
@@ -51,6 +51,7 @@ def summarise_run(run: MergedRun) -> dict:
         "hosts": dist["hosts"],
         "seed": run_cfg["seed"],
         "global_batch_size": run_cfg["train"]["batch_size"] * size,
+        **run_precision(run.cfg),
         "versions": run.cfg.get("versions", {}),
         "command": run.cfg.get("command"),
         "epochs_completed": run.n,

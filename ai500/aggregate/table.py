@@ -76,7 +76,8 @@ def format_summary(s: dict) -> str:
         f"{fmt(float(np.mean(per_rank)) if per_rank else None, ' samples/s')} per rank (mean)"),
         f"                 ({tp['method']})",
         (f"  model FLOPs    {fmt(s['flops']['per_sample_train'])} per training sample -> "
-        f"{fmt(s['flops']['flops_per_s'], ' FLOP/s')}"),
+        f"{fmt(s['flops']['flops_per_s'], ' FLOP/s')} in {s.get('precision', 'fp32')}"
+        + (" with XLA" if s.get("xla") else "")),
         (f"  Valid FLOPS    {fmt(s['flops']['valid_flops_per_s'], ' FLOP/s')} "
          f"({s['flops']['valid_flops_definition']})"),
         energy_line(s["energy"]),

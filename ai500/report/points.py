@@ -26,6 +26,7 @@ import statistics
 from typing import Any
 
 from ai500.report.inputs import Run, lookup
+from ai500.summary_common import coverage_of
 
 
 def olympic_mean(values: list[float]) -> float:
@@ -79,9 +80,14 @@ def training_points(runs: list[Run], mode: str) -> tuple[list[dict], dict]:
                                           (lookup(x, "throughput", "per_rank_samples_per_s")
                                            for x in s)]),
             "flops_per_s": stats([lookup(x, "flops", "flops_per_s") for x in s]),
+            # runs summarised before --precision were fp32 (summary_common.run_precision)
+            "precision": sorted({str(x.get("precision") or "fp32") + (" XLA" if x.get("xla") else "")
+                                 for x in s}),
             "valid_flops_per_s": stats([lookup(x, "flops", "valid_flops_per_s") for x in s]),
             "energy_j": stats([e.get("joules") for e in energies]),
             "energy_methods": sorted({str(e["method"]) for e in energies if e.get("method")}),
+            "energy_coverage": sorted({str(e.get("coverage") or coverage_of(str(e["method"])))
+                                       for e in energies if e.get("method")}),
             "energy_to_quality_j": stats([(lookup(r.summary, "energy") or {})
                                           .get("joules_to_quality") for r in reached]),
             "slurm_energy_j": stats([r.slurm_energy_j for r in ok]),

@@ -115,16 +115,21 @@ def training_tables(rows: list[dict], info: dict, mode: str, metric: str) -> lis
         "other: everything else (trace flushes, waits at the barriers between epochs, on a "
         "resumed run the interruptions), which should be near 0. Runs that reached the target."))
     tables.append(Table(
-        "FLOPS", ["N", "FLOPS (GFLOP/s)", "Valid FLOPS (GFLOP/s)"],
-        [[str(r["ranks"]), cell(r["flops_per_s"], 1e9), cell(r["valid_flops_per_s"], 1e9)]
-         for r in rows],
-        "FLOPS = training FLOPs per sample × throughput. Valid FLOPS (HPC AI500 v2) = FLOPS × "
-        "(achieved / target quality)^n, as recorded by the run (n/a where the run has none)."))
+        "FLOPS", ["N", "FLOPS (GFLOP/s)", "Valid FLOPS (GFLOP/s)", "precision"],
+        [[str(r["ranks"]), cell(r["flops_per_s"], 1e9), cell(r["valid_flops_per_s"], 1e9),
+          ", ".join(r["precision"]) or "n/a"] for r in rows],
+        "FLOPS = training FLOPs per sample × throughput, in the runs' precision (fp32, or mixed "
+        "precision bf16/fp16; XLA: an XLA-compiled training step). Valid FLOPS (HPC AI500 v2) = "
+        "FLOPS × (achieved / target quality)^n, as recorded by the run (n/a where the run has "
+        "none)."))
     tables.append(Table(
-        "Energy", ["N", "energy J", "method", "energy to quality J", "Slurm sacct J (cross-check)"],
+        "Energy", ["N", "energy J", "method", "energy to quality J",
+                   "Slurm sacct J (cross-check)", "covers"],
         [[str(r["ranks"]), cell(r["energy_j"]), ", ".join(r["energy_methods"]) or "n/a",
-          cell(r["energy_to_quality_j"]), cell(r["slurm_energy_j"])] for r in rows],
-        "From each run summary's energy section; `estimated` is a model (CPU time × watts per "
+          cell(r["energy_to_quality_j"]), cell(r["slurm_energy_j"]),
+          ", ".join(r["energy_coverage"]) or "n/a"] for r in rows],
+        "From each run summary's energy section: `cpu` is RAPL (packages and DRAM), `gpu` NVML "
+        "(the job's GPUs), `cpu+gpu` their sum; `estimated` is a model (CPU time × watts per "
         "core), not a measurement. n/a: the runs recorded no energy."))
     tables.append(Table(
         "Cost", ["N", "node-hours to quality", "cost to quality", "why n/a"],

@@ -9,7 +9,7 @@ from typing import Any
 from ai500.aggregate.merge import MergedRun
 from ai500.aggregate.sections.quality import seconds_to_quality
 from ai500.metrics import scoring
-from ai500.summary_common import summarise_energy
+from ai500.summary_common import coverage_of, summarise_energy
 
 
 def combine_energy(parts: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
@@ -17,7 +17,8 @@ def combine_energy(parts: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     recorded run and, up to the quality point, its share) added up, never across methods."""
     methods = sorted({p["method"] for _, p in parts})
     result: dict[str, Any] = {
-        "method": "+".join(methods), "joules": None, "joules_to_quality": None,
+        "method": "+".join(methods), "coverage": coverage_of("+".join(methods)),
+        "joules": None, "joules_to_quality": None,
         "average_power_w": None, "peak_node_power_w": None,
         "per_node": [{**node, "segment": k} for k, p in parts for node in p["per_node"]],
         "definition": parts[0][1]["definition"] + "; a resumed run adds its segments, each "

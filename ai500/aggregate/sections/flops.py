@@ -1,7 +1,8 @@
 """FLOPS and Valid FLOPS of a training run (DESIGN §5).
 
 - FLOPS: training FLOPs per sample (TensorFlow profiler, training = 3 × forward) × throughput;
-- Valid FLOPS (HPC AI500 v2): FLOPS × (best quality / target)^n, n per benchmark (config).
+- Valid FLOPS (HPC AI500 v2): FLOPS × (best quality / target)^n, n per benchmark (config);
+- both labelled with the run's precision (DESIGN §5): the same model FLOPs at any precision.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from ai500.aggregate.merge import MergedRun
 from ai500.metrics import scoring
+from ai500.summary_common import run_precision
 
 
 def flops_section(run: MergedRun, samples_per_s: float | None, best: float | None,
@@ -24,6 +26,7 @@ def flops_section(run: MergedRun, samples_per_s: float | None, best: float | Non
                                  q["higher_is_better"])
              if flops_per_s is not None and best is not None and best > 0 else None)
     return {
+        "precision": run_precision(run.cfg)["precision"],
         "per_sample_train": flops_cfg.get("train"),
         "per_sample_forward": flops_cfg.get("forward"),
         "flops_per_s": flops_per_s,
