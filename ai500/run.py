@@ -31,7 +31,7 @@ from pathlib import Path
 # Taken at import, before TensorFlow loads, so initialisation time includes the imports.
 PROCESS_START = time.perf_counter()
 
-from ai500 import __version__, checkpoint, config, precision, registry, rundir
+from ai500 import __version__, checkpoint, config, precision, registry, rundir, system
 from ai500 import dist as distlib
 from ai500.data.pipeline import Prefetcher
 from ai500.errors import Ai500Error, ConfigError, TrainingError
@@ -312,6 +312,9 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
     meter = NodeEnergy(cfg, dist, [pid for host, pid, _ in ranks if host == dist.host],
                        sorted(node_gpus[dist.host], key=_device_order))
     precision_record = precision.describe(cfg.precision, cfg.xla, dist.gpu)
+    # One rank per node describes its node (never failing: unreadable facts say why).
+    nodes = [node for node in distlib.allgather_object(
+        system.describe_node() if dist.node_leader else None, "system") if node is not None]
     if manifest is None:
         flops = workload.flops_per_sample() if dist.is_root else None
         run_dir = make_run_dir(cfg, dist, owner)
@@ -340,6 +343,7 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
                 key: manifest[key] for key in ("segment", "epoch", "elapsed_s", "path", "ranks")})
         write_json(segment_path / (rundir.SEGMENT_RECORD if segment else rundir.RECORD_NAME),
                    record)
+        write_json(segment_path / system.SYSTEM_NAME, system.describe(nodes, system.describe_job()))
     trace = TraceWriter(segment_path / trace_name(dist.rank), {
         "run_id": run_id, "benchmark": cfg.benchmark, "rank": dist.rank, "size": dist.size,
         "local_rank": dist.local_rank, "local_size": dist.local_size, "host": dist.host,
