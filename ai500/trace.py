@@ -7,8 +7,10 @@ Layout (schema version SCHEMA_VERSION):
               starts the epoch), t_start (past it), t_train_end, t_eval_start, t_eval_end,
               samples, train_<metric>..., <eval metric>...
   checkpoints/  rank 0 only: epoch, t_start, t_end, bytes of each checkpoint written
-  steps/      t_start, t_end, samples — a bounded sample (every stride-th step; the stride doubles
-              whenever the buffer fills, so long runs keep an even sample in bounded memory)
+  steps/      t_start, t_end, samples — a bounded sample (every stride-th row; the stride doubles
+              whenever the buffer fills, so long runs keep an even sample in bounded memory); a
+              row is one step on a CPU, a window of `step_window` steps (attribute) on a GPU,
+              where the driver waits for the device only at the end of each window
   system/     t, cpu_percent, rss_bytes
   other groups a benchmark or meter adds (energy/, kernels/ ...), same column layout; text
   columns are stored as UTF-8 strings, numbers as float64

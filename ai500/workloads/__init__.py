@@ -12,7 +12,7 @@ not call collectives there, since a rank that fails must reach the driver's erro
                                     tuples of numpy arrays; the driver runs it in a background
                                     thread (ai500.data.pipeline.Prefetcher) and hands train_step
                                     tuples of tf.Tensors
-    train_step(batch) -> dict[str, float]
+    train_step(batch) -> dict[str, tf.Tensor]
                                     one optimisation step; returns this rank's per-sample means
                                     (e.g. loss, accuracy) as scalars: tf.Tensors left on the
                                     device, which the driver sums there and reads back once per
