@@ -43,6 +43,9 @@ $(STAMP): setup.py Makefile $(if $(filter cuda,$(ACCEL)),install/horovod_cuda.sh
 	@# A one-node Slurm for the Slurm tests (and sbatch users on this machine).
 	@command -v slurmctld >/dev/null && command -v munged >/dev/null \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge)
+	@# Network and UTS namespaces for the multi-node tests (tests/multinode_cluster.py).
+	@command -v ip >/dev/null && command -v nsenter >/dev/null && command -v unshare >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux)
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
 	$(PY) -m pip install -q $(TENSORFLOW) "numpy<2" h5py psutil mpi4py pyyaml tqdm \
