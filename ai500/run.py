@@ -27,6 +27,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 # Taken at import, before TensorFlow loads, so initialisation time includes the imports.
 PROCESS_START = time.perf_counter()
@@ -64,11 +65,20 @@ def versions() -> dict[str, str]:
     import horovod
     import numpy
     import tensorflow as tf
-    from mpi4py import MPI
 
     return {"ai500": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
             "horovod": horovod.__version__, "numpy": numpy.__version__, "h5py": h5py.__version__,
-            "mpi": MPI.Get_library_version().splitlines()[0].strip()}
+            "mpi": system.mpi_library()}
+
+
+class RankPlace(NamedTuple):
+    """Where one rank runs, as every rank learns it at start-up: host, pid, the GPUs it computes
+    on (node ids), and its node's description if it is the node's leader (else None)."""
+
+    host: str
+    pid: int
+    gpus: tuple[str, ...]
+    node: dict | None
 
 
 class Owner:
@@ -304,17 +314,19 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
     ckpt = tf.train.Checkpoint(**state) if checkpointing else None
     if manifest is not None:
         restore(ckpt, state, cfg, dist, manifest, workload.steps_per_epoch)
-    ranks = distlib.allgather_object((dist.host, os.getpid(), dist.gpu.node_ids), "hosts")
-    hosts = [host for host, _, _ in ranks]
+    # One collective: every rank's place, with its node's description from one rank per node
+    # (never failing: unreadable facts say why).
+    ranks = [RankPlace(*place) for place in distlib.allgather_object(
+        (dist.host, os.getpid(), dist.gpu.node_ids,
+         system.describe_node() if dist.node_leader else None), "hosts")]
+    hosts = [r.host for r in ranks]
+    nodes = [r.node for r in ranks if r.node is not None]
     node_gpus = {host: set() for host in hosts}  # the GPUs the job computes on, per node
-    for host, _, ids in ranks:
-        node_gpus[host].update(ids)
-    meter = NodeEnergy(cfg, dist, [pid for host, pid, _ in ranks if host == dist.host],
+    for r in ranks:
+        node_gpus[r.host].update(r.gpus)
+    meter = NodeEnergy(cfg, dist, [r.pid for r in ranks if r.host == dist.host],
                        sorted(node_gpus[dist.host], key=_device_order))
     precision_record = precision.describe(cfg.precision, cfg.xla, dist.gpu)
-    # One rank per node describes its node (never failing: unreadable facts say why).
-    nodes = [node for node in distlib.allgather_object(
-        system.describe_node() if dist.node_leader else None, "system") if node is not None]
     if manifest is None:
         flops = workload.flops_per_sample() if dist.is_root else None
         run_dir = make_run_dir(cfg, dist, owner)
@@ -331,8 +343,8 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
             "command": [sys.executable, "-m", "ai500.run", *cfg.argv],
             "dist": {"size": dist.size, "hosts": hosts, "nodes": len(set(hosts)),
                      "gpus_per_node": max(len(ids) for ids in node_gpus.values()),
-                     "devices": [f"{host} " + (f"GPU {','.join(ids)}" if ids else "CPU")
-                                 for host, _, ids in ranks],
+                     "devices": [f"{r.host} " + (f"GPU {','.join(r.gpus)}" if r.gpus else "CPU")
+                                 for r in ranks],
                      "gpu_rank0": dist.gpu.describe()},
             "precision": precision_record,
             "threads_rank0": threads, "versions": versions(), "workload": workload.describe(),

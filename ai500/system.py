@@ -68,24 +68,18 @@ def describe_cpu(cpuinfo_path: str = CPUINFO) -> dict[str, Any]:
     """CPU model and topology from /proc/cpuinfo: sockets (distinct physical ids), physical cores,
     threads per core, logical CPUs; the clock (GHz) with where it came from."""
     from ai500.errors import ConfigError
-    from ai500.micro.peak import cpu_clock_ghz, parse_cpuinfo
+    from ai500.micro.peak import cpu_clock_ghz, read_cpuinfo
 
     try:
-        text = Path(cpuinfo_path).read_text()
-        info = parse_cpuinfo(text, cpuinfo_path)
-    except OSError as exc:
-        return unavailable(f"{cpuinfo_path}: {exc.strerror or exc}")
-    except ConfigError as exc:
+        info = read_cpuinfo(cpuinfo_path)
+    except ConfigError as exc:  # unreadable, or no processors
         return unavailable(str(exc))
-    field = lambda line: line.partition(":")[2].strip()
-    logical = sum(1 for line in text.splitlines() if line.split(":")[0].strip() == "processor")
-    sockets = {field(line) for line in text.splitlines() if line.startswith("physical id")}
     ghz, how = cpu_clock_ghz(info, cpuinfo_path=cpuinfo_path)
     return {
         "model": info.model_name, "vendor": info.vendor or None, "family": info.family,
-        "model_number": info.model, "sockets": len(sockets) or None,
-        "physical_cores": info.physical_cores, "logical_cpus": logical,
-        "threads_per_core": round(logical / info.physical_cores, 2),
+        "model_number": info.model, "sockets": info.sockets,
+        "physical_cores": info.physical_cores, "logical_cpus": info.logical_cpus,
+        "threads_per_core": round(info.logical_cpus / info.physical_cores, 2),
         "clock_ghz": ghz, "clock_source": how,
         "isa": [flag for flag in ISA_FLAGS if flag in info.flags],
     }
@@ -179,14 +173,19 @@ def describe_slurm(environ: dict[str, str]) -> dict[str, Any]:
     return {name: environ.get(var) for name, var in keys.items()}
 
 
+def mpi_library() -> str:
+    """The MPI library's own one-line name and version (Open MPI ends the string with a NUL)."""
+    from mpi4py import MPI
+
+    return MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip()
+
+
 def describe_job(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """The job's software and how it was launched (called on rank 0, after MPI started)."""
     env = dict(os.environ if environ is None else environ)
     job: dict[str, Any] = {"launcher": launcher(env), "slurm": describe_slurm(env)}
     try:
-        from mpi4py import MPI
-
-        job["mpi"] = MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip()
+        job["mpi"] = mpi_library()
     except ImportError as exc:
         job["mpi"] = unavailable(f"mpi4py: {exc}")
     try:

@@ -33,7 +33,8 @@ CLOCK_CAVEAT = "turbo and AVX/AVX-512 clocks differ from it"
 
 @dataclass(frozen=True)
 class CpuInfo:
-    """What /proc/cpuinfo says about the CPU (first processor's fields), physical cores, highest 'cpu MHz'."""
+    """What /proc/cpuinfo says about the CPU (first processor's fields), physical cores, logical
+    CPUs, sockets (distinct physical ids; None where the text has none), highest 'cpu MHz'."""
 
     vendor: str
     family: int | None
@@ -42,6 +43,8 @@ class CpuInfo:
     flags: frozenset[str]
     physical_cores: int
     mhz: float | None
+    logical_cpus: int
+    sockets: int | None
 
 
 def _int(text: str | None) -> int | None:
@@ -73,6 +76,8 @@ def parse_cpuinfo(text: str, source: str = CPUINFO) -> CpuInfo:
         flags=frozenset(first.get("flags", "").split()),
         physical_cores=len(cores) or len(processors),
         mhz=max(mhz) if mhz else None,
+        logical_cpus=len(processors),
+        sockets=len({p["physical id"] for p in processors if "physical id" in p}) or None,
     )
 
 
