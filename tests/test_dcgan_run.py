@@ -150,3 +150,13 @@ def test_write_figures_draws_maps_and_spectra(tmp_path):
     paths = w.write_figures(tmp_path)
     assert [p.name for p in paths] == ["dcgan_maps.png", "dcgan_power_spectrum.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_the_evaluation_maps_are_one_global_set_split_in_whole_batches():
+    from ai500.workloads.dcgan import EVAL_BATCH, evaluation_latents
+
+    alone = evaluation_latents(512, 8, 0, Dist(0, 1, 0, 1, "h"))
+    for size in (2, 3, 9):  # 9 ranks for 8 batches: one rank generates none
+        parts = [evaluation_latents(512, 8, 0, Dist(r, size, r, size, "h")) for r in range(size)]
+        assert all(len(p) % EVAL_BATCH == 0 for p in parts)
+        np.testing.assert_array_equal(np.concatenate(parts), alone)

@@ -194,3 +194,11 @@ def test_total_energy_does_not_separate_signal_from_background():
     data = hep.generate_events(0, n, seed=11, image_size=64)["data"]
     for c in range(3):
         assert 0.2 < roc_auc(data[:, c].sum(axis=(1, 2)), raw["label"]) < 0.8
+
+
+def test_an_empty_shard_only_where_allowed():
+    from ai500.data import common
+
+    assert common.shard_range(1, 1, 2, equal=False, allow_empty=True) == (1, 1)
+    with pytest.raises(DataError):
+        common.shard_range(1, 1, 2, equal=False)

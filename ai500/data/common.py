@@ -28,12 +28,13 @@ def split_seed(seed: int, split: str) -> int:
     return derived if derived != seed else derived + 1
 
 
-def shard_range(total: int, rank: int, size: int, equal: bool, unit: str = "samples") -> tuple[int, int]:
+def shard_range(total: int, rank: int, size: int, equal: bool, unit: str = "samples",
+                allow_empty: bool = False) -> tuple[int, int]:
     """Contiguous [start, stop) of the global sample index for `rank` of `size` ranks.
 
     equal=True: every rank gets total // size samples and the remainder is dropped (training: all
     ranks run the same number of steps). equal=False: shard sizes differ by at most one and cover
-    every sample (validation).
+    every sample (validation). An empty shard is a DataError unless `allow_empty`.
     """
     if size < 1 or not 0 <= rank < size:
         raise ValueError(f"rank {rank} is not in a group of {size}")
@@ -42,7 +43,7 @@ def shard_range(total: int, rank: int, size: int, equal: bool, unit: str = "samp
         start, n = rank * base, base
     else:
         start, n = rank * base + min(rank, extra), base + (rank < extra)
-    if n < 1:
+    if n < 1 and not allow_empty:
         raise DataError(f"{total} {unit} cannot give each of {size} ranks at least one")
     return start, start + n
 

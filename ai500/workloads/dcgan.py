@@ -36,7 +36,7 @@ import tensorflow as tf
 from ai500 import dist as distlib
 from ai500 import precision
 from ai500.config import RunConfig, settings_from
-from ai500.data import cosmo
+from ai500.data import common, cosmo
 from ai500.dist import Dist
 from ai500.metrics import cosmo_quality as cq
 from ai500.metrics import flops
@@ -95,11 +95,9 @@ def evaluation_latents(maps: int, latent_dim: int, seed: int, dist: Dist) -> np.
     EVAL_BATCH, so the generated sample, and the noise of its spectrum error and KS, is the same
     whatever the rank count (a rank may get none)."""
     every = np.random.default_rng([seed, 0x6576616C]).standard_normal((maps, latent_dim))
-    batches = maps // EVAL_BATCH
-    base, extra = divmod(batches, dist.size)
-    first = dist.rank * base + min(dist.rank, extra)
-    mine = base + (dist.rank < extra)
-    return every[first * EVAL_BATCH:(first + mine) * EVAL_BATCH].astype(np.float32)
+    first, stop = common.shard_range(maps // EVAL_BATCH, dist.rank, dist.size, equal=False,
+                                     allow_empty=True)
+    return every[first * EVAL_BATCH:stop * EVAL_BATCH].astype(np.float32)
 
 
 class Workload:
