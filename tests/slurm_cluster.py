@@ -17,6 +17,7 @@ the same machine is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGES = ("slurm-wlm", "munge")
@@ -226,6 +228,16 @@ class SlurmCluster:
         out = self._run(["sinfo", "-h", "-N", "-n", node or self.nodes[0], "-o",
                          "%t"]).stdout.strip()
         return out.rstrip("*~#!%$@^-")
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[SlurmCluster]:
+        """The cluster started for a with-block and stopped after it, also when it fails to
+        start (a ClusterError then propagates) or the block raises."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """Cancel this cluster's jobs, then stop the daemons we started (by pid), newest first."""

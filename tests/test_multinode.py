@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, load_summary
 from multinode_cluster import MultiNodeCluster, namespaces_unavailable
-from slurm_cluster import ClusterError, ensure_packages
+from slurm_cluster import ensure_packages
 from test_slurm import SLURM, job_env, job_output, sbatch_then_poll, wait_jobs
 
 from ai500.mllog import MLLOG_NAME, PREFIX
@@ -34,16 +34,10 @@ def cluster(tmp_path_factory):
     if reason:
         pytest.skip(f"no multi-node cluster on this machine: {reason}")
     root = tmp_path_factory.mktemp("multinode")
-    c = MultiNodeCluster(root, nodes=len(NODES))
     try:
-        try:
-            c.start()
-        except ClusterError:
-            c.stop()
-            raise
-        yield c
+        with MultiNodeCluster(root, nodes=len(NODES)).running() as c:
+            yield c
     finally:
-        c.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, load_summary
-from slurm_cluster import ClusterError, SlurmCluster, ensure_packages
+from slurm_cluster import SlurmCluster, ensure_packages
 
 SLURM = ROOT / "slurm"
 SCRIPTS = {"resnet": "resnet.sbatch", "dcgan": "dcgan.sbatch",
@@ -253,14 +253,8 @@ def cluster(tmp_path_factory):
     reason = ensure_packages()
     if reason:
         pytest.skip(f"no Slurm cluster on this machine: {reason}")
-    c = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        c.start()
-    except ClusterError:
-        c.stop()
-        raise
-    yield c
-    c.stop()
+    with SlurmCluster(tmp_path_factory.mktemp("slurm")).running() as c:
+        yield c
 
 
 def job_env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
