@@ -1,7 +1,8 @@
 """Scaling sweep: one ai500 run per rank count and repeat, under one sweep directory with a manifest.
 
     python launch/sweep.py --benchmark resnet --mode weak --ranks 1,2,4 [--preset small]
-        [--repeats 3] [--out runs] [--launcher mpirun|srun|slurm|local] [--ntasks-per-node K]
+        [--seeds K | --seeds S1,S2,...] [--repeats 3] [--out runs]
+        [--launcher mpirun|srun|slurm|local] [--ntasks-per-node K]
         [--dry-run] [--report]
         [--global-batch G | --batch-size B] [--timeout S] [-- extra ai500.run arguments]
 
@@ -16,10 +17,17 @@ The sweep never sets --lr: each run scales its rate with global batch / referenc
 preset's per-rank batch) by its workload's rule (ai500.workloads.schedule), so all points of a
 strong sweep run one learning-rate schedule, and weak scaling at the preset's batch scales it by N.
 
+Seeds: --seeds K runs every N with seeds 0 .. K-1, --seeds 3,7,11 with those seeds (one seed:
+--seeds 7, with the trailing comma); each is passed to ai500.run as --seed S and recorded in the
+manifest (point field `seed`). With --repeats R every (N, seed) runs R times. Without --seeds
+each point runs the seed of a --seed after `--` (default 0, ai500.run's), also recorded.
+
 Layout: <out>/<benchmark>-<mode>-<UTC timestamp>/ holds manifest.json, one run directory per
-point named np<N>-r<repeat> (e.g. np0004-r01), and logs/<name>.log with each point's output.
-Repeats are interleaved (every N once, then again) so slow drifts of the machine spread over all
-N. A failed point is recorded and the sweep goes on; the exit status is non-zero if any failed.
+point named np<N>-r<repeat> (e.g. np0004-r01), or np<N>-s<seed>-r<repeat> with --seeds (e.g.
+np0002-s03-r01), and logs/<name>.log with each point's output. Points are interleaved (every N
+once, then again; with seeds: repeat, then seed, then N outermost to innermost) so slow drifts of
+the machine spread over all N and seeds. A failed point is recorded and the sweep goes on; the
+exit status is non-zero if any failed.
 With --launcher slurm each point is one `sbatch` of slurm/<benchmark>.sbatch (submitted, not
 waited for); the manifest records the job ids. --ntasks-per-node K places K ranks on each node
 (default: the script's #SBATCH --ntasks-per-node), so N ranks span N/K nodes.
@@ -62,11 +70,12 @@ class SweepError(Exception):
 
 @dataclass
 class Point:
-    """One run of the sweep: N ranks, one repeat."""
+    """One run of the sweep: N ranks, one seed, one repeat."""
 
     name: str
     ranks: int
     repeat: int
+    seed: int
     per_rank_batch: int | None
     global_batch: int | None
     command: list[str]
@@ -91,6 +100,7 @@ class Plan:
     mode: str
     ranks: list[int]
     repeats: int
+    seeds: list[int] | None  # --seeds; None: one seed, the run's own (see Point.seed)
     batch_rule: dict
     launcher: dict
     extra_args: list[str]
@@ -112,6 +122,26 @@ def parse_ranks(text: str) -> list[int]:
     return ranks
 
 
+def parse_seeds(text: str) -> list[int]:
+    """--seeds: `K` is seeds 0 .. K-1; a comma-separated list (`3,7` or `7,`) is those seeds, in
+    that order; SweepError for anything else."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = [int(part) for part in parts if part]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise SweepError(f"--seeds {text!r}: expected a count K >= 1 (seeds 0..K-1) or "
+                         "comma-separated seeds >= 0, e.g. 0,1,2")
+    if "," not in text:
+        if values[0] < 1:
+            raise SweepError(f"--seeds {text!r}: the count of seeds must be >= 1")
+        return list(range(values[0]))
+    if len(set(values)) != len(values):
+        raise SweepError(f"--seeds {text!r}: a seed is listed twice (use --repeats to rerun one)")
+    return values
+
+
 class _Parser(config.OneLineArgumentParser):
     error_class = SweepError
 
@@ -126,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weak: per-rank batch fixed; strong: global batch fixed, divided among ranks")
     p.add_argument("--ranks", default="1,2", help="comma-separated rank counts [default: 1,2]")
     p.add_argument("--preset", default="small", help="ai500.run preset [default: small]")
-    p.add_argument("--repeats", type=int, default=1, help="runs per rank count [default: 1]")
+    p.add_argument("--seeds", default=None, metavar="K|S1,S2,...",
+                   help="run every N with seeds 0..K-1 (or the listed seeds), each passed as "
+                   "ai500.run --seed [default: one seed, ai500.run's]")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per rank count (per seed with --seeds) [default: 1]")
     p.add_argument("--out", default="runs", help="parent of the sweep directory [default: runs]")
     p.add_argument("--sweep-name", default=None,
                    help="sweep directory name [default: <benchmark>-<mode>-<UTC timestamp>]")
@@ -227,23 +261,25 @@ def batch_rule(mode: str, ranks: list[int], preset: dict, batch_size: int | None
             "per_rank_batch": {n: g // n for n in ranks}, "global_batch": {n: g for n in ranks}}
 
 
-def check_run_args(name: str, run_args: list[str], base: Path | None) -> None:
-    """SweepError if ai500.run would refuse a point's arguments (checked here with its own
-    parser, which needs no MPI), so a bad option stops the sweep before any point runs. A
-    relative --data is taken from `base` where the jobs run from there (sbatch: the checkout)."""
+def check_run_args(name: str, run_args: list[str], base: Path | None) -> config.RunConfig:
+    """The point's RunConfig as ai500.run resolves it; SweepError if ai500.run would refuse the
+    arguments (checked here with its own parser, which needs no MPI), so a bad option stops the
+    sweep before any point runs. A relative --data is taken from `base` where the jobs run from
+    there (sbatch: the checkout)."""
     from ai500.errors import Ai500Error
 
     data, rest = _option_value(run_args, "--data")
     if data is not None and base is not None and not Path(data).is_absolute():
         run_args = [*rest, "--data", str(base / data)]
     try:
-        config.resolve(run_args)
+        return config.resolve(run_args)
     except Ai500Error as exc:
         raise SweepError(f"point {name}: ai500.run would refuse its arguments: {exc}") from None
 
 
-def point_name(ranks: int, repeat: int) -> str:
-    return f"np{ranks:04d}-r{repeat:02d}"
+def point_name(ranks: int, repeat: int, seed: int | None = None) -> str:
+    """np0004-r01, or with a seed of a --seeds sweep np0004-s03-r01."""
+    return f"np{ranks:04d}" + ("" if seed is None else f"-s{seed:02d}") + f"-r{repeat:02d}"
 
 
 def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launchers.Launcher]:
@@ -252,6 +288,9 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
     ranks = parse_ranks(args.ranks)
     if args.repeats < 1:
         raise SweepError(f"--repeats must be >= 1, got {args.repeats}")
+    seeds = None if args.seeds is None else parse_seeds(args.seeds)
+    if seeds is not None and any(a == "--seed" or a.startswith("--seed=") for a in extra):
+        raise SweepError("--seed after `--` conflicts with the sweep's --seeds; use one of them")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise SweepError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
     if args.sweep_name is not None and (Path(args.sweep_name).name != args.sweep_name
@@ -283,27 +322,30 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
         raise SweepError("the local launcher runs one rank only: use --ranks 1 or --launcher mpirun")
 
     plan = Plan(benchmark=args.benchmark, preset=args.preset, mode=args.mode, ranks=ranks,
-                repeats=args.repeats, batch_rule=rule, launcher=launcher.describe(),
+                repeats=args.repeats, seeds=seeds, batch_rule=rule, launcher=launcher.describe(),
                 extra_args=list(extra), sweep_dir=sweep_dir, dry_run=args.dry_run,
                 report=args.report, timeout=args.timeout)
-    for repeat in range(1, args.repeats + 1):
-        for n in ranks:
-            name = point_name(n, repeat)
-            run_args = ["--benchmark", args.benchmark, "--preset", args.preset,
-                        "--out", out_arg, "--run-name", name]
-            if n in rule["per_rank_batch"]:
-                run_args += ["--batch-size", str(rule["per_rank_batch"][n])]
-            run_args += extra
-            check_run_args(name, run_args, ROOT if args.launcher == "slurm" else None)
-            prefix = ["-m", "ai500.run"] if launcher.starts_python else []
-            plan.points.append(Point(
-                name=name, ranks=n, repeat=repeat,
-                per_rank_batch=rule["per_rank_batch"].get(n),
-                global_batch=rule["global_batch"].get(n),
-                command=launcher.command(n, prefix + run_args),
-                oversubscribed=launcher.oversubscribed(n),
-                cores=getattr(launcher, "cores", None),
-                run_dir=name, log=f"logs/{name}.log"))
+    # Repeat, then seed, then N (outermost first): every N once per seed, so drifts spread.
+    for repeat, seed, n in ((r, s, n) for r in range(1, args.repeats + 1)
+                            for s in (seeds or [None]) for n in ranks):
+        name = point_name(n, repeat, seed)
+        run_args = ["--benchmark", args.benchmark, "--preset", args.preset,
+                    "--out", out_arg, "--run-name", name]
+        if n in rule["per_rank_batch"]:
+            run_args += ["--batch-size", str(rule["per_rank_batch"][n])]
+        if seed is not None:
+            run_args += ["--seed", str(seed)]
+        run_args += extra
+        cfg = check_run_args(name, run_args, ROOT if args.launcher == "slurm" else None)
+        prefix = ["-m", "ai500.run"] if launcher.starts_python else []
+        plan.points.append(Point(
+            name=name, ranks=n, repeat=repeat, seed=cfg.seed,
+            per_rank_batch=rule["per_rank_batch"].get(n),
+            global_batch=rule["global_batch"].get(n),
+            command=launcher.command(n, prefix + run_args),
+            oversubscribed=launcher.oversubscribed(n),
+            cores=getattr(launcher, "cores", None),
+            run_dir=name, log=f"logs/{name}.log"))
     return plan, launcher
 
 
@@ -318,6 +360,7 @@ def manifest(plan: Plan, status: str) -> dict:
         "mode": plan.mode,
         "ranks": plan.ranks,
         "repeats": plan.repeats,
+        "seeds": plan.seeds,
         "batch_rule": {"rule": plan.batch_rule["rule"],
                        **{k: {str(n): v for n, v in plan.batch_rule[k].items()}
                           for k in ("per_rank_batch", "global_batch")}},
@@ -402,7 +445,8 @@ def execute(plan: Plan, launcher: launchers.Launcher) -> int:
         return 2
     write_manifest(plan, "running")
     print(f"sweep {plan.sweep_dir}: {plan.benchmark} ({plan.preset}), {plan.mode} scaling, "
-          f"ranks {plan.ranks} x {plan.repeats} repeat(s)", flush=True)
+          f"ranks {plan.ranks} x {plan.repeats} repeat(s)"
+          + (f" x seeds {plan.seeds}" if plan.seeds else ""), flush=True)
     print(f"  {plan.batch_rule['rule']}", flush=True)
     over = [p.ranks for p in plan.points if p.oversubscribed]
     if over:

@@ -168,6 +168,61 @@ def test_slurm_dry_run_prints_one_sbatch_per_point(capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def seeded_args(n: int, batch: int, seed: int, repeat: int = 1) -> list[str]:
+    args = run_args(n, batch, repeat=repeat)
+    args[args.index("--run-name") + 1] = f"np{n:04d}-s{seed:02d}-r{repeat:02d}"
+    return [*args, "--seed", str(seed)]
+
+
+def test_seeds_dry_run_interleaves_repeat_then_seed_then_n(capsys):
+    code, lines, _ = dry(capsys, "--mode", "weak", "--ranks", "1,2", "--seeds", "3",
+                         "--repeats", "2")
+    assert code == 0
+    assert lines == [expected(n, seeded_args(n, 32, s, r))
+                     for r in (1, 2) for s in (0, 1, 2) for n in (1, 2)]
+
+
+@pytest.mark.parametrize("text, seeds", [("2", [0, 1]), ("3,7", [3, 7]), ("7,", [7]),
+                                         ("5, 0", [5, 0])])
+def test_seeds_count_or_list(text, seeds):
+    plan, _ = sweep.make_plan(["--benchmark", "resnet", "--preset", "ci", "--mode", "strong",
+                               "--ranks", "1,2", "--seeds", text, "--sweep-name", "s",
+                               "--dry-run"])
+    assert plan.seeds == seeds
+    assert [(p.seed, p.ranks) for p in plan.points] == [(s, n) for s in seeds for n in (1, 2)]
+    m = sweep.manifest(plan, "planned")
+    assert m["seeds"] == seeds and m["repeats"] == 1
+    for point in m["points"]:
+        assert point["name"] == f"np{point['ranks']:04d}-s{point['seed']:02d}-r01"
+        assert point["run_dir"] == point["name"]
+        cmd = point["command"]
+        assert cmd[cmd.index("--seed") + 1] == str(point["seed"])
+
+
+def test_without_seeds_the_runs_own_seed_is_recorded_and_names_unchanged():
+    argv = ["--benchmark", "resnet", "--preset", "ci", "--mode", "weak", "--ranks", "1,2",
+            "--sweep-name", "s", "--dry-run"]
+    plan, _ = sweep.make_plan(argv)
+    m = sweep.manifest(plan, "planned")
+    assert m["seeds"] is None
+    assert [(p["name"], p["seed"]) for p in m["points"]] == [("np0001-r01", 0), ("np0002-r01", 0)]
+    plan, _ = sweep.make_plan([*argv, "--", "--seed", "5"])
+    assert [p.seed for p in plan.points] == [5, 5]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "the count of seeds must be >= 1"),
+    (["--seeds", "a"], "expected a count K >= 1"),
+    (["--seeds", "1,-2"], "expected a count K >= 1"),
+    (["--seeds", "1,1"], "a seed is listed twice"),
+    (["--seeds", "2", "--", "--seed", "3"], "conflicts with the sweep's --seeds"),
+])
+def test_seeds_errors(capsys, argv, message):
+    code, lines, err = dry(capsys, "--mode", "weak", *argv)
+    assert code == 2 and lines == []
+    assert message in err and err.startswith("sweep: error: ") and err.count("\n") == 1
+
+
 # --- a real sweep: mpirun with 1 and 2 ranks, then the report on it -------------------------
 
 @pytest.fixture(scope="module")
