@@ -108,6 +108,7 @@ class Plan:
     dry_run: bool = False
     report: bool = False
     timeout: float | None = None
+    command: list[str] = field(default_factory=list)  # this sweep's command line
     points: list[Point] = field(default_factory=list)
 
 
@@ -324,7 +325,8 @@ def make_plan(argv: list[str], now: float | None = None) -> tuple[Plan, launcher
     plan = Plan(benchmark=args.benchmark, preset=args.preset, mode=args.mode, ranks=ranks,
                 repeats=args.repeats, seeds=seeds, batch_rule=rule, launcher=launcher.describe(),
                 extra_args=list(extra), sweep_dir=sweep_dir, dry_run=args.dry_run,
-                report=args.report, timeout=args.timeout)
+                report=args.report, timeout=args.timeout,
+                command=["python", "launch/sweep.py", *argv])
     # Repeat, then seed, then N (outermost first): every N once per seed, so drifts spread.
     for repeat, seed, n in ((r, s, n) for r in range(1, args.repeats + 1)
                             for s in (seeds or [None]) for n in ranks):
@@ -366,6 +368,7 @@ def manifest(plan: Plan, status: str) -> dict:
                           for k in ("per_rank_batch", "global_batch")}},
         "launcher": plan.launcher,
         "extra_args": plan.extra_args,
+        "command": plan.command,
         "host": socket.gethostname(),
         "cores": plan.launcher.get("cores"),
         "oversubscribed": any(p.oversubscribed for p in plan.points),

@@ -12,9 +12,15 @@ from ai500 import report as rpt
 
 
 def summary(n, x, *, benchmark="resnet", preset="ci", batch=32, ttq=None, status="ok",
-            energy=None, vflops=None, epoch_s=1.0):
+            energy=None, vflops=None, epoch_s=1.0, seed=0, epoch=1, epochs=3):
+    """A hand-made run summary: `epochs` epochs evaluated (val_auc 0.95 from epoch `epoch` on
+    when ttq is given, else 0.7 at most), reached at `epoch` with time to quality `ttq`."""
+    aucs = [0.95 if ttq is not None and e >= epoch else 0.6 + 0.1 * e / max(epochs - 1, 1)
+            for e in range(epochs)]
+    times = [9.0, epoch_s, epoch_s * 3] + [epoch_s] * (epochs - 3)
     s = {"status": status, "kind": "training", "benchmark": benchmark, "preset": preset,
-         "ranks": n, "nodes": 1, "global_batch_size": batch * n,
+         "ranks": n, "nodes": 1, "global_batch_size": batch * n, "seed": seed,
+         "epochs_completed": epochs, "time_to_quality_epoch": epoch if ttq is not None else None,
          "quality": {"metric": "val_auc", "target": 0.9, "higher_is_better": True,
                      "reached": ttq is not None, "best": 0.95 if ttq else 0.7},
          "time_to_quality_s": ttq, "init_s": 2.0,
@@ -22,8 +28,8 @@ def summary(n, x, *, benchmark="resnet", preset="ci", batch=32, ttq=None, status
                         "epochs_measured": [1, 2], "method": "global samples / slowest rank"},
          "flops": {"flops_per_s": x * 1e6, "method": "profiler"},
          "load_imbalance": {"median": 1.1, "max": 1.25, "definition": "slowest / fastest"},
-         "epochs": [{"epoch": 0, "slowest_rank_s": 9.0}, {"epoch": 1, "slowest_rank_s": epoch_s},
-                    {"epoch": 2, "slowest_rank_s": epoch_s * 3}]}
+         "epochs": [{"epoch": e, "slowest_rank_s": times[e], "t_end_s": sum(times[:e + 1]),
+                     "val_auc": aucs[e]} for e in range(epochs)]}
     if vflops is not None:
         s["flops"]["valid_flops_per_s"] = vflops
     if energy is not None:
@@ -32,12 +38,12 @@ def summary(n, x, *, benchmark="resnet", preset="ci", batch=32, ttq=None, status
 
 
 def make_sweep(root, name, points, mode="weak", benchmark="resnet", preset="ci", cores=2):
-    """points: (ranks, repeat, summary dict or None, manifest status)."""
+    """points: (ranks, repeat, summary dict or None, manifest status[, seed of a --seeds sweep])."""
     sweep = root / name
     sweep.mkdir(parents=True)
     entries = []
-    for n, r, s, status in points:
-        run = f"np{n:04d}-r{r:02d}"
+    for n, r, s, status, *seed in points:
+        run = f"np{n:04d}" + "".join(f"-s{x:02d}" for x in seed) + f"-r{r:02d}"
         (sweep / run).mkdir()
         if s is not None:
             (sweep / run / "summary.json").write_text(json.dumps(s))
@@ -125,7 +131,7 @@ def test_failed_and_not_reached_runs_are_listed_not_dropped(tmp_path):
     assert p2["throughput"]["values"] == [150.0]  # failed runs do not enter the statistics
     assert "- `np0002-r01` (N=2): exit status 1; no summary.json" in md
     assert "| 2 | 1/3 | 0/1 | n/a |" in md
-    assert "| np0002-r02 | 2 | 1 | 2 | failed |" in md  # N, nodes, repeat
+    assert "| np0002-r02 | 2 | 1 | 0 | 2 | failed |" in md  # N, nodes, seed, repeat
 
 
 def test_energy_and_valid_flops_when_the_summaries_have_them(tmp_path):
@@ -162,7 +168,7 @@ def test_html_is_self_contained(tmp_path):
     pts = [(1, 1, summary(1, 100.0), "ok"), (2, 1, summary(2, 150.0), "ok")]
     r, _, out = report(tmp_path, make_sweep(tmp_path, "w", pts))
     page = (out / "report.html").read_text()
-    assert page.count("src='data:image/png;base64,") == len(r["plots"]["files"]) == 2
+    assert page.count("src='data:image/png;base64,") == len(r["plots"]["files"]) == 3
     assert "http" not in page and "<link" not in page and "<script" not in page
     assert "time to quality: not drawn (no run reached the quality target)" in page
 
@@ -243,9 +249,9 @@ def test_a_resumed_run_says_its_time_is_wall_clock_and_gives_the_training_time(t
                "time_to_quality_training_s": 20.0}
     pts = [(1, 1, resumed, "ok"), (2, 1, summary(2, 190.0, ttq=16.0), "ok")]
     _, md, _ = report(tmp_path, make_sweep(tmp_path, "w", pts))
-    assert ("| np0001-r01 | 1 | 1 | 1 | ok | yes | 30 (resumed: wall clock, not a valid MLPerf "
+    assert ("| np0001-r01 | 1 | 1 | 0 | 1 | ok | yes | 30 (resumed: wall clock, not a valid MLPerf "
             "result; training time 20) |") in md
-    assert "| np0002-r01 | 2 | 1 | 1 | ok | yes | 16 |" in md
+    assert "| np0002-r01 | 2 | 1 | 0 | 1 | ok | yes | 16 |" in md
 
 
 def test_time_to_quality_is_taken_apart_per_n(tmp_path):
@@ -282,3 +288,70 @@ def test_runs_from_different_systems_are_merged_and_said_to_differ(tmp_path):
     assert len(r["systems"]) == 2 and "come from 2 different systems" in md
     assert [run["system"].split(";")[0] for run in r["runs"]] == [
         "nodes of AMD EPYC 7763 (64 cores), no GPU", "nodes of Intel Xeon 8480 (56 cores), no GPU"]
+
+
+# --- several seeds per N: spread, the not-reached rule, references, curves ---------------------
+
+def seed_sweep(tmp_path):
+    """N=1: 5 seeds reached at epochs 3, 4, 3, 5, 4 (0-based 2, 3, 2, 4, 3); N=2: seeds 0-4,
+    seeds 1 and 3 missed the target within their 6 epochs; seed 4 failed."""
+    pts = []
+    for seed, (epoch, ttq) in enumerate([(2, 30.0), (3, 40.0), (2, 31.0), (4, 52.0), (3, 41.0)]):
+        pts.append((1, 1, summary(1, 100.0, ttq=ttq, seed=seed, epoch=epoch, epochs=epoch + 1),
+                    "ok", seed))
+    for seed, epoch, ttq in [(0, 1, 12.0), (1, None, None), (2, 2, 20.0), (3, None, None)]:
+        pts.append((2, 1, summary(2, 190.0, ttq=ttq, seed=seed, epoch=epoch or 0, epochs=6),
+                    "ok", seed))
+    pts.append((2, 1, None, "failed", 4))
+    return make_sweep(tmp_path, "seeds", pts)
+
+
+def test_seed_spread_per_n_with_not_reached_runs(tmp_path):
+    r, md, out = report(tmp_path, seed_sweep(tmp_path))
+    one, two = r["seeds"]
+    assert one["seeds"] == [0, 1, 2, 3, 4] and one["runs"] == 5
+    t, e = one["time_to_quality_s"], one["epochs_to_target"]
+    assert (t["median"], t["min"], t["max"]) == (40.0, 30.0, 52.0)
+    assert t["olympic_mean"] == pytest.approx((31 + 40 + 41) / 3)  # 30 and 52 dropped
+    assert t["cv_reached"] == pytest.approx(statistics.stdev([30, 40, 31, 52, 41]) / 38.8)
+    assert e["values"] == [3.0, 4.0, 3.0, 5.0, 4.0] and e["olympic_mean"] == pytest.approx(11 / 3)
+    # N=2: the failed run is left out (listed apart), the two misses count as slowest
+    t2, e2 = two["time_to_quality_s"], two["epochs_to_target"]
+    assert (two["runs"], t2["reached"], t2["runs"]) == (4, 2, 4)
+    assert (t2["median"], t2["median_reached"]) == (None, False)  # 12, 20, inf, inf: middle has inf
+    assert (t2["min"], t2["max_reached"], t2["olympic_mean"]) == (12.0, False, None)
+    assert e2["cv_reached"] == pytest.approx(statistics.stdev([2, 3]) / 2.5)
+    assert ("| 1 | 32 | 0, 1, 2, 3, 4 | 5 of 5 | 40 | 30–52 | "
+            f"{100 * t['cv_reached']:.1f} % | 37.33 | 4 | 3–5 |") in md
+    assert "| 2 | 64 | 0, 1, 2, 3 | 2 of 4 | not reached | 12–not reached |" in md
+    assert "CV (reached runs)" in md and "counts as slower than every run" in md
+    assert "`np0002-s04-r01` (N=2)" in md  # failed: listed
+    assert (out / "quality_vs_time.png").stat().st_size > 0
+    assert r["plots"]["files"]["quality_vs_time"] == "quality_vs_time.png"
+
+
+def test_seeds_against_references_from_a_file(tmp_path):
+    import yaml
+
+    entry = {"benchmark": "resnet", "preset": "ci", "metric": "val_auc", "target": 0.9,
+             "higher_is_better": True, "seeds": [0, 1, 2, 3, 4], "ranks": [2],
+             "command": "python launch/sweep.py --seeds 5", "date": "2026-12-01",
+             "machine": "m", "added": "2026-12-01", "sweeps": []}
+    refs = tmp_path / "refs.yaml"
+    refs.write_text(yaml.safe_dump({"schema_version": 1, "references": [
+        {**entry, "global_batch": 32, "epochs": [6, 6, 7, 7, 8]}]}))
+    out = tmp_path / "out"
+    assert rpt.main([str(seed_sweep(tmp_path)), "--out", str(out), "--references",
+                     str(refs)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    one, two = (row["reference"] for row in r["seeds"])
+    # N=1: olympic mean of 3, 3, 4, 4, 5 epochs = 3.67 < min 6 - 1: faster; per run, 5 epochs
+    # is not below 6 - 1, so that one is within
+    assert one["verdict"] == "faster" and one["judged"] == "olympic mean"
+    assert one["epochs_judged"] == pytest.approx(11 / 3)
+    assert one["runs"] == {"faster": 4, "within": 1}
+    assert ("| 1 | 32 | 3.667 (olympic mean) | 6, 6, 7, 7, 8 (5 seeds) | 6–8 | faster | "
+            "faster 4, within 1 |") in md
+    assert two["verdict"] == "no reference" and "global batch 64" in two["message"]
+    assert "Reference global batch 32: 2026-12-01 on m by `python launch/sweep.py --seeds 5`" in md

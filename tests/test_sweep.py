@@ -185,13 +185,14 @@ def test_seeds_dry_run_interleaves_repeat_then_seed_then_n(capsys):
 @pytest.mark.parametrize("text, seeds", [("2", [0, 1]), ("3,7", [3, 7]), ("7,", [7]),
                                          ("5, 0", [5, 0])])
 def test_seeds_count_or_list(text, seeds):
-    plan, _ = sweep.make_plan(["--benchmark", "resnet", "--preset", "ci", "--mode", "strong",
-                               "--ranks", "1,2", "--seeds", text, "--sweep-name", "s",
-                               "--dry-run"])
+    argv = ["--benchmark", "resnet", "--preset", "ci", "--mode", "strong", "--ranks", "1,2",
+            "--seeds", text, "--sweep-name", "s", "--dry-run"]
+    plan, _ = sweep.make_plan(argv)
     assert plan.seeds == seeds
     assert [(p.seed, p.ranks) for p in plan.points] == [(s, n) for s in seeds for n in (1, 2)]
     m = sweep.manifest(plan, "planned")
     assert m["seeds"] == seeds and m["repeats"] == 1
+    assert m["command"] == ["python", "launch/sweep.py", *argv]
     for point in m["points"]:
         assert point["name"] == f"np{point['ranks']:04d}-s{point['seed']:02d}-r01"
         assert point["run_dir"] == point["name"]

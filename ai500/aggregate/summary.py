@@ -17,6 +17,7 @@ from ai500.aggregate.sections.quality import (
     quality_section,
     time_to_quality,
 )
+from ai500.aggregate.sections.reference import reference_section
 from ai500.aggregate.sections.throughput import load_imbalance, throughput_section
 from ai500.aggregate.segments import Segment, describe
 from ai500.summary_common import SUMMARY_SCHEMA_VERSION, run_precision
@@ -39,7 +40,7 @@ def summarise_run(run: MergedRun) -> dict:
     throughput = throughput_section(run)
     energy = energy_section(run, reached_at)
     per_epoch = epoch_accounting(run)
-    return {
+    summary = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "status": "ok" if run.complete and run.n > 0 else "failed",
         "kind": "training",
@@ -74,3 +75,5 @@ def summarise_run(run: MergedRun) -> dict:
         "time_accounting": time_accounting(run, per_epoch, reached_at),
         "epochs": epoch_rows(run, per_epoch),
     }
+    summary["reference"] = reference_section(summary)
+    return summary

@@ -70,6 +70,8 @@ def format_summary(s: dict) -> str:
         + (" on the MLPerf clock (wall time from the first start, interruptions included: not "
            "a valid MLPerf result)" if s["resumed"] else ""),
         *(resume_lines(s) if s["resumed"] else []),
+        *([f"  reference      {s['reference']['verdict']}: {s['reference']['message']}"]
+          if s.get("reference") else []),
         (f"  initialisation {fmt(s['init_s'], ' s')}   run {fmt(s['run_s'], ' s')}   "
         f"epochs {s['epochs_completed']}"),
         (f"  throughput     {fmt(tp['samples_per_s'], ' samples/s')} total, "

@@ -29,9 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="directory for the report files")
     p.add_argument("--mode", choices=("weak", "strong"), default=None,
                    help="scaling mode of run directories given without a sweep manifest")
+    p.add_argument("--references", type=Path, default=None,
+                   help="reference convergence points file [default: $AI500_REFERENCES or "
+                   "ai500/configs/references.yaml]")
     args = p.parse_args(argv)
     try:
-        report = build(args.paths, args.mode)
+        report = build(args.paths, args.mode, args.references)
     except ReportError as exc:
         print(f"ai500.report: error: {exc}", file=sys.stderr)
         return 2

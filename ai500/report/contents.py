@@ -7,14 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ai500 import references, spread
 from ai500.report.inputs import check_comparable, check_distinct, lookup, read_source
 from ai500.report.points import micro_points, training_points
+from ai500.report.seeds import seed_points
 
 REPORT_SCHEMA_VERSION = 1
 
 
-def build(paths: list[Path], mode: str | None = None) -> dict:
-    """Everything the report says, as a JSON-ready dict (no files written)."""
+def build(paths: list[Path], mode: str | None = None,
+          references_file: Path | None = None) -> dict:
+    """Everything the report says, as a JSON-ready dict (no files written); `references_file`:
+    the reference convergence points to compare with (default: ai500.references.references_path)."""
     sources = [read_source(Path(p)) for p in paths]
     check_distinct(sources)
     benchmark, preset, mode = check_comparable(sources, mode)
@@ -63,7 +67,8 @@ def build(paths: list[Path], mode: str | None = None) -> dict:
         report.update(points=rows, kernels=kernels, scaling={"baseline_ranks": None, "basis": None})
     else:
         rows, info = training_points(runs, mode)
-        report.update(points=rows, scaling=info)
+        report.update(points=rows, scaling=info, seeds=seed_points(runs, references_file))
+        report["definitions"].update(seeds=spread.RULES, reference=references.RULE)
         report["definitions"]["scaling"] = (
             "weak scaling (per-rank batch fixed): efficiency E(N) = X(N) / (N·X(1)), X = throughput"
             if mode == "weak" else

@@ -1,11 +1,12 @@
 """The report's plots (PNG, matplotlib's Agg backend): throughput, efficiency, time to quality and
-energy to quality against the number of ranks."""
+energy to quality against the number of ranks, and every run's quality against time (one panel
+per N, one line per seed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-PLOTS = ("throughput", "efficiency", "time_to_quality", "energy_to_quality")
+PLOTS = ("throughput", "efficiency", "time_to_quality", "energy_to_quality", "quality_vs_time")
 
 
 def _figure():
@@ -47,6 +48,58 @@ def _save(plt, fig, ax, out: Path, name: str) -> str:
     fig.savefig(path)
     plt.close(fig)
     return path.name
+
+
+def _curve(summary: dict, metric: str) -> tuple[list[float], list[float]]:
+    """(seconds since run_start at the end of each evaluation, the quality it measured) from a run
+    summary's epoch rows; rows without both numbers are left out."""
+    points = [(row.get("t_end_s"), row.get(metric)) for row in summary.get("epochs") or []
+              if isinstance(row, dict)]
+    points = [(t, q) for t, q in points if isinstance(t, (int, float))
+              and isinstance(q, (int, float)) and not isinstance(q, bool)]
+    return [t for t, _ in points], [q for _, q in points]
+
+
+def quality_curves(runs: list, metric: str, target: float | None, title: str, out: Path
+                   ) -> tuple[dict, dict]:
+    """quality_vs_time.png: every completed run's quality after each evaluation against seconds
+    since its run_start, one panel per N, one line per seed (and repeat), the target dashed;
+    returns ({plot: file name}, {plot: why skipped}) as make_plots does."""
+    (out / "quality_vs_time.png").unlink(missing_ok=True)
+    curves: dict[int, list[tuple[str, list[float], list[float]]]] = {}
+    for r in sorted(runs, key=lambda r: ((r.summary or {}).get("seed") or 0, r.repeat or 0)):
+        if not (r.ok and r.ranks and r.kind != "micro"):
+            continue
+        xs, ys = _curve(r.summary, metric)
+        if xs:
+            label = f"seed {r.summary.get('seed', '?')}" + (
+                f" r{r.repeat}" if (r.repeat or 1) > 1 else "")
+            curves.setdefault(r.ranks, []).append((label, xs, ys))
+    if not curves:
+        return {}, {"quality_vs_time": f"no completed run has {metric} per evaluation"}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted(curves)
+    fig, axes = plt.subplots(1, len(ns), figsize=(4.2 * len(ns) + 1, 3.8), dpi=100, sharey=True,
+                             squeeze=False)
+    for ax, n in zip(axes[0], ns):
+        for label, xs, ys in curves[n]:
+            ax.plot(xs, ys, marker=".", label=label)
+        if target is not None:
+            ax.axhline(target, color="k", ls="--", label=f"target {target:g}")
+        ax.set_title(f"N = {n}", fontsize=10)
+        ax.set_xlabel("seconds since run_start (end of each evaluation)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(metric)
+    fig.suptitle(f"{title}: {metric} against time, every run", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "quality_vs_time.png")
+    plt.close(fig)
+    return {"quality_vs_time": "quality_vs_time.png"}, {}
 
 
 def make_plots(rows: list[dict], info: dict, mode: str, title: str, out: Path) -> tuple[dict, dict]:

@@ -26,15 +26,8 @@ import statistics
 from typing import Any
 
 from ai500.report.inputs import Run, lookup
+from ai500.spread import olympic_mean
 from ai500.summary_common import coverage_of
-
-
-def olympic_mean(values: list[float]) -> float:
-    """MLPerf-style olympic mean: drop the best and the worst result (one each), average the rest."""
-    if len(values) < 3:
-        raise ValueError(f"an olympic mean needs at least 3 values, got {len(values)}")
-    ordered = sorted(values)
-    return statistics.fmean(ordered[1:-1])
 
 
 def stats(values: list[float | None]) -> dict | None:

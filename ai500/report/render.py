@@ -8,8 +8,8 @@ import html
 import json
 from pathlib import Path
 
-from ai500.report.plots import PLOTS, make_plots
-from ai500.report.tables import micro_tables, num, runs_table, training_tables
+from ai500.report.plots import PLOTS, make_plots, quality_curves
+from ai500.report.tables import micro_tables, num, runs_table, seeds_tables, training_tables
 
 CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;"
@@ -70,9 +70,14 @@ def render(report: dict, out: Path) -> dict[str, Path]:
         files, notes = {}, {p: "not drawn for micro benchmarks (see the GFLOPS table)"
                             for p in PLOTS}
     else:
-        tables = training_tables(report["points"], report["scaling"], report["mode"],
-                                 report["quality"].get("metric") or "quality")
+        metric = report["quality"].get("metric") or "quality"
+        tables = training_tables(report["points"], report["scaling"], report["mode"], metric)
+        # after the time-to-quality and scaling tables (the command line prints those two)
+        tables[2:2] = seeds_tables(report["seeds"])
         files, notes = make_plots(report["points"], report["scaling"], report["mode"], title, out)
+        curves, why = quality_curves(runs, metric, report["quality"].get("target"), title, out)
+        files.update(curves)
+        notes.update(why)
     tables.append(runs_table(runs, len(report["sources"]) > 1))
     report["plots"] = {"files": files, "skipped": notes}
     report["tables"] = [{"title": t.title, "headers": t.headers, "rows": t.rows, "note": t.note}

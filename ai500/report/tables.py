@@ -146,18 +146,86 @@ def training_tables(rows: list[dict], info: dict, mode: str, metric: str) -> lis
     return tables
 
 
+def _figure(s: dict | None, key: str, digits: int = 4) -> str:
+    """One figure of an ai500.spread result: the number, 'not reached', or n/a."""
+    if s is None or s.get(f"{key}_reached") is None:
+        return "n/a"
+    return num(s[key], digits) if s[f"{key}_reached"] else "not reached"
+
+
+def _range(s: dict | None) -> str:
+    return "n/a" if s is None else f"{_figure(s, 'min')}–{_figure(s, 'max')}"
+
+
+def _cv(s: dict | None) -> str:
+    return "n/a" if s is None or s["cv_reached"] is None else f"{100 * s['cv_reached']:.1f} %"
+
+
+def seeds_tables(rows: list[dict]) -> list[Table]:
+    """Time to quality and epochs to target over the seeds at each N, and the verdict against
+    the reference convergence points (ai500.report.seeds rows)."""
+    spread_rows = []
+    for r in rows:
+        t, e = r["time_to_quality_s"], r["epochs_to_target"]
+        spread_rows.append([
+            str(r["ranks"]), ", ".join(map(str, r["global_batch_size"])) or "n/a",
+            ", ".join(map(str, r["seeds"])) or "n/a",
+            f"{e['reached']} of {e['runs']}" if e else "0 of 0",
+            _figure(t, "median"), _range(t), _cv(t), _figure(t, "olympic_mean"),
+            _figure(e, "median"), _range(e), _cv(e), _figure(e, "olympic_mean")])
+    ref_rows, notes = [], []
+    for r in rows:
+        ref = r["reference"] or {}
+        x = ref.get("reference")
+        counts = ", ".join(f"{k} {v}" for k, v in (ref.get("runs") or {}).items())
+        ref_rows.append([
+            str(r["ranks"]), ", ".join(map(str, r["global_batch_size"])) or "n/a",
+            (f"{num(ref['epochs_judged'])} ({ref['judged']})" if ref.get("epochs_judged")
+             is not None else f"not reached ({ref['judged']})") if x else "-",
+            f"{', '.join(map(str, x['epochs']))} ({x['n']} seeds)" if x else "-",
+            f"{x['min']}–{x['max']}" if x else "-", ref.get("verdict") or "n/a",
+            counts or "-", ref.get("message") or "no completed run"])
+        if x:
+            notes.append(f"global batch {x['global_batch']}: {x['date']} on {x['machine']} by "
+                         f"`{x['command']}`")
+    files = sorted({(r["reference"] or {}).get("file") for r in rows if r["reference"]} - {None})
+    return [
+        Table("Time to quality over seeds",
+              ["N", "global batch", "seeds", "reached", "time to quality s median",
+               "min–max", "CV (reached runs)", "olympic mean", "epochs to target median",
+               "min–max", "CV (reached runs)", "olympic mean"],
+              spread_rows,
+              "Over every completed run at N (seeds and repeats); epochs to target = epochs "
+              "trained up to the first evaluation that reached the target. A run that did not "
+              "reach it counts as slower than every run that did (rules: Definitions, seeds). "
+              "n/a: no figure (olympic mean: fewer than 5 runs; CV: fewer than 2 reached)."),
+        Table("Against the reference convergence points",
+              ["N", "global batch", "epochs judged", "reference epochs", "reference min–max",
+               "verdict", "runs by verdict", "why"],
+              ref_rows,
+              f"References from {', '.join(files) or 'n/a'} as it is now (rule: Definitions, "
+              "reference)."
+              + "".join(f" Reference {n}." for n in notes)),
+    ]
+
+
 def runs_table(runs: list[Run], several_sources: bool) -> Table:
     """Every run, failed ones included, by N and repeat (with its source if there are several)."""
-    headers = ["run", "N", "nodes", "repeat", "status", "reached", "time to quality s",
+    headers = ["run", "N", "nodes", "seed", "repeat", "status", "reached", "time to quality s",
                "samples/s", "problem"] + (["source"] if several_sources else [])
     rows = []
-    for r in sorted(runs, key=lambda r: (r.ranks or 0, r.repeat or 0, r.name)):
+    def seed(r: Run) -> int:
+        return (r.summary or {}).get("seed") or 0
+
+    for r in sorted(runs, key=lambda r: (r.ranks or 0, seed(r), r.repeat or 0, r.name)):
         s = r.summary or {}
         ttq = num(s.get("time_to_quality_s")) if r.reached else "-"
         if r.reached and s.get("resumed"):  # the MLPerf clock ran through the interruption
             ttq += (f" (resumed: wall clock, not a valid MLPerf result; training time "
                     f"{num(s.get('time_to_quality_training_s'))})")
-        row = [r.name, str(r.ranks or "?"), str(r.nodes or "?"), str(r.repeat or "-"), r.status,
+        row = [r.name, str(r.ranks or "?"), str(r.nodes or "?"),
+               "-" if s.get("seed") is None else str(s["seed"]),
+               str(r.repeat or "-"), r.status,
                ("yes" if r.reached else "no") if r.ok and r.kind != "micro" else "-", ttq,
                num(lookup(s, "throughput", "samples_per_s")) if r.ok else "-", r.problem or ""]
         rows.append(row + ([r.source] if several_sources else []))
