@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,15 +165,40 @@ def _attr(value: Any) -> Any:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+# Columns and attributes are read through h5py's low-level API: its high-level objects cost more
+# than a short column's bytes (0.3 ms per column, 2.2x the whole read of a trace; measured with
+# benchmarks/scale_model.py's traces), which rank 0 pays for every column of every rank.
+
 def _column(path: Path, name: str, ds: Any) -> np.ndarray:
-    """A 1-D column of numbers or UTF-8 text; DataError for anything else."""
-    if not isinstance(ds, h5py.Dataset) or len(ds.shape or ()) != 1:
+    """A 1-D column of numbers or UTF-8 text (an h5py low-level object); DataError for anything
+    else."""
+    if not isinstance(ds, h5py.h5d.DatasetID) or len(ds.shape or ()) != 1:
         raise DataError(f"{path}: {name} is not a 1-D column")
     if h5py.check_string_dtype(ds.dtype) is not None:
-        return np.asarray(ds.asstr()[()], dtype=object)
+        return np.asarray(h5py.Dataset(ds).asstr()[()], dtype=object)
     if ds.dtype.kind not in "fiu":
         raise DataError(f"{path}: {name} has dtype {ds.dtype}, expected numbers or text")
-    return np.asarray(ds[()])
+    values = np.empty(ds.shape, ds.dtype)
+    if len(values):
+        ds.read(h5py.h5s.ALL, h5py.h5s.ALL, values)
+    return values
+
+
+def _read_attr(loc: Any, name: str) -> Any:
+    """Attribute `name` of a low-level object, as a Python value (see _attr)."""
+    attr = h5py.h5a.open(loc, name.encode())
+    if attr.shape is None:  # an empty (null dataspace) attribute
+        return None
+    value = np.empty(attr.shape, attr.dtype)
+    attr.read(value)
+    return _attr(value[()] if value.ndim == 0 else value)
+
+
+def _attr_names(loc: Any) -> list[str]:
+    """The names of a low-level object's attributes."""
+    names: list[str] = []
+    h5py.h5a.iterate(loc, lambda name, *_: names.append(name.decode()))
+    return names
 
 
 def _check_attrs(path: Path, attrs: dict[str, Any]) -> None:
@@ -201,27 +226,36 @@ def _check_attrs(path: Path, attrs: dict[str, Any]) -> None:
                 raise DataError(f"{path}: attribute {key} is not a JSON object")
 
 
-def read_trace(path: Path) -> Trace:
+def read_trace(path: Path, groups: Collection[str] | None = None,
+               skip_attrs: Collection[str] = ()) -> Trace:
     """Read and check a trace file: our schema version, attributes of the right types, groups of
     1-D columns of one length each. DataError naming the file for anything else: missing,
-    truncated, corrupt, another schema, another layout."""
+    truncated, corrupt, another schema, another layout.
+
+    `groups`: read only these groups, where present (None: all); `skip_attrs`: attributes not to
+    read. The aggregator reads only what a summary needs: at thousands of ranks, each column and
+    attribute read costs more than its bytes (HDF5 object lookups), and each parsed copy of the
+    run's config holds more memory than the rank's epochs."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: _attr(v) for k, v in f.attrs.items()}
-            _check_attrs(path, attrs)
-            groups: dict[str, dict[str, np.ndarray]] = {}
-            for name in f:
-                group = f[name]
-                if not isinstance(group, h5py.Group):
+            root = f.id
+            found = {k: _read_attr(root, k) for k in _attr_names(root) if k not in skip_attrs}
+            _check_attrs(path, found)
+            columns: dict[str, dict[str, np.ndarray]] = {}
+            present = [n.decode() for n in h5py.h5g.open(root, b"/")]
+            for name in present if groups is None else [g for g in groups if g in present]:
+                group = h5py.h5o.open(root, name.encode())
+                if not isinstance(group, h5py.h5g.GroupID):
                     raise DataError(f"{path}: {name} is not a group of columns")
-                groups[name] = {k: _column(path, f"{name}/{k}", group[k]) for k in group}
+                columns[name] = {k.decode(): _column(path, f"{name}/{k.decode()}",
+                                                     h5py.h5o.open(group, k)) for k in group}
     except HDF5_ERRORS as exc:
         raise DataError(f"{path}: not a readable HDF5 trace ({first_line(exc)})") from None
-    for name, columns in groups.items():
-        lengths = {len(v) for v in columns.values()}
+    for name, group_columns in columns.items():
+        lengths = {len(v) for v in group_columns.values()}
         if len(lengths) > 1:
             raise DataError(f"{path}: {name} columns have different lengths {sorted(lengths)}")
-    return Trace(path=path, attrs=attrs, groups=groups)
+    return Trace(path=path, attrs=found, groups=columns)

@@ -4,4 +4,6 @@ import sys
 
 from ai500.aggregate.cli import main
 
-sys.exit(main())
+# Guarded: the aggregator's spawned trace readers import the main module (as __mp_main__).
+if __name__ == "__main__":
+    sys.exit(main())

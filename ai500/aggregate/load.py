@@ -8,8 +8,11 @@ crash; a record or a trace that contradicts the run is a DataError naming its fi
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import re
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,18 @@ from ai500.micro.summary import TEXT_COLUMNS as KERNEL_TEXT
 from ai500.trace import Trace, read_trace
 
 TRACE_FILE = re.compile(r"trace-rank(\d+)\.h5$")
+# What a summary reads of each trace (ai500.trace.read_trace's selection): training epochs or
+# micro kernels, node energy samples, rank 0's checkpoints and the attributes; never steps/ and
+# system/ (the bulk of a trace) nor the copies of the run's config, threads and GPU that every
+# trace repeats (config.json holds them). mllog.txt reads the lowest rank's trace whole.
+SUMMARY_GROUPS = ("epochs", "kernels", "energy", "checkpoints")
+SKIPPED_ATTRS = ("config", "threads", "gpu")
+# Traces are read by a pool of processes from this many on (h5py serialises threads on one lock,
+# so processes; a spawned worker costs about half a second to start, which fewer traces do not
+# repay), in chunks of CHUNK traces per task.
+PARALLEL_FROM = 256
+CHUNK = 64
+WORKERS_VAR = "AI500_AGGREGATE_WORKERS"
 # Columns a trace must hold, by run kind, each finite: training epochs (times are seconds from
 # run_start) and micro-benchmark kernel rows (text labels KERNEL_TEXT, then numbers).
 EPOCH_COLUMNS = ("epoch", "t_ready", "t_start", "t_train_end", "t_eval_start", "t_eval_end",
@@ -97,6 +112,50 @@ def trace_files(run_dir: Path) -> dict[int, Path]:
     return found
 
 
+def _read_chunk(paths: list[Path]) -> list[Trace | str]:
+    """Each trace read for the summary, or why it cannot be (a DataError's text)."""
+    result: list[Trace | str] = []
+    for path in paths:
+        try:
+            result.append(read_trace(path, SUMMARY_GROUPS, SKIPPED_ATTRS))
+        except DataError as exc:
+            result.append(str(exc))
+    return result
+
+
+def reader_count(traces: int, environ: dict[str, str] | None = None) -> int:
+    """Processes that read `traces` trace files: AI500_AGGREGATE_WORKERS if set (1: this process
+    alone), else one per PARALLEL_FROM traces, at most the cores this process may run on and 16
+    (beyond that a parallel file system's metadata server, not the readers, is the limit)."""
+    env = os.environ if environ is None else environ
+    if env.get(WORKERS_VAR, "").strip():
+        try:
+            count = int(env[WORKERS_VAR])
+            if count < 1:
+                raise ValueError
+        except ValueError:
+            raise DataError(f"{WORKERS_VAR}={env[WORKERS_VAR]!r}: expected a whole number "
+                            ">= 1") from None
+        return count
+    return max(1, min(len(os.sched_getaffinity(0)), 16, traces // PARALLEL_FROM))
+
+
+def read_traces(paths: dict[int, Path], workers: int | None = None) -> dict[int, Trace | str]:
+    """Every trace by rank, read for the summary (SUMMARY_GROUPS, without SKIPPED_ATTRS), or why
+    it cannot be; in `workers` processes (default reader_count), each a fresh interpreter
+    (spawned: the caller may be an MPI rank, which must not fork)."""
+    ranks = sorted(paths)
+    workers = reader_count(len(ranks)) if workers is None else workers
+    chunks = [ranks[i:i + CHUNK] for i in range(0, len(ranks), CHUNK)]
+    if workers <= 1 or len(chunks) <= 1:
+        results = [_read_chunk([paths[r] for r in chunk]) for chunk in chunks]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
+            results = list(pool.map(_read_chunk, [[paths[r] for r in chunk] for chunk in chunks]))
+    return {rank: item for chunk, items in zip(chunks, results) for rank, item in zip(chunk, items)}
+
+
 def content_problem(trace: Trace, kind: str, metric: str | None) -> str | None:
     """Why a readable trace cannot be summarised, or None: no wall_start, or rows (epochs, or
     kernels of a micro benchmark) without a required column, with text where numbers belong,
@@ -138,7 +197,8 @@ def load_run(run_dir: Path, record_name: str = "config.json", require_traces: bo
     trace at all. A missing, unreadable or unusable trace is a problem of its rank (the summary
     then says failed); an unfinished one (status not 'ok') is used and is a problem too.
     A resumed run's segment directory is read the same way with `record_name` segment.json,
-    and may hold no usable trace (a resume that failed in its first epoch)."""
+    and may hold no usable trace (a resume that failed in its first epoch). The traces are read
+    by read_traces (in parallel from PARALLEL_FROM of them)."""
     run_dir = Path(run_dir)
     source = run_dir / record_name
     cfg = rundir.read_run_json(run_dir, record_name, DataError)
@@ -147,11 +207,11 @@ def load_run(run_dir: Path, record_name: str = "config.json", require_traces: bo
     traces: dict[int, Trace] = {}
     problems: dict[int, str] = {}
     sizes: dict[int, int] = {}
-    for rank, path in sorted(trace_files(run_dir).items()):
-        try:
-            trace = read_trace(path)
-        except DataError as exc:
-            problems[rank] = str(exc)
+    files = trace_files(run_dir)
+    for rank, trace in sorted(read_traces(files).items()):
+        path = files[rank]
+        if isinstance(trace, str):
+            problems[rank] = trace
             continue
         other = trace.attrs.get("run_id")
         if other is not None and other != run_id:
