@@ -317,3 +317,54 @@ def test_real_run_mllog_parses_with_mlperf_logging(real_sweep):
     assert keys.count("eval_accuracy") == keys.count("epoch_start") >= 1
     stamps = [ll.timestamp for ll in lines]
     assert stamps == sorted(stamps)
+
+
+# --- a real seed sweep: 1 rank, seeds 0 and 1 (pytest -k seeds) ------------------------------
+
+@pytest.fixture(scope="module")
+def real_seed_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seed_sweeps")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("AI500_REFERENCES", None)
+    result = subprocess.run(
+        [PY, "launch/sweep.py", "--benchmark", "resnet", "--preset", "ci", "--mode", "weak",
+         "--ranks", "1", "--seeds", "2", "--out", str(out), "--sweep-name", "seeds",
+         "--timeout", "240", "--report", "--", "--epochs", "2"],
+        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out / "seeds"
+
+
+def test_real_seeds_sweep_passes_records_and_reports_each_seed(real_seed_sweep, tmp_path):
+    from ai500 import references
+
+    m = json.loads((real_seed_sweep / "manifest.json").read_text())
+    assert m["seeds"] == [0, 1] and m["command"][:2] == ["python", "launch/sweep.py"]
+    assert [(p["name"], p["seed"], p["status"]) for p in m["points"]] == [
+        ("np0001-s00-r01", 0, "ok"), ("np0001-s01-r01", 1, "ok")]
+    summaries = {}
+    for p in m["points"]:
+        cfg = json.loads((real_seed_sweep / p["run_dir"] / "config.json").read_text())
+        s = json.loads((real_seed_sweep / p["run_dir"] / "summary.json").read_text())
+        assert cfg["config"]["seed"] == s["seed"] == p["seed"]
+        assert s["reference"]["verdict"] == "no reference"  # none for the ci preset
+        summaries[p["seed"]] = s
+    r = json.loads((real_seed_sweep / "report" / "report.json").read_text())
+    (row,) = r["seeds"]
+    assert row["seeds"] == [0, 1] and row["epochs_to_target"]["values"] == [
+        references.epochs_to_target(summaries[s]) for s in (0, 1)]
+    reached = [summaries[s]["time_to_quality_s"] for s in (0, 1)
+               if summaries[s]["quality"]["reached"]]
+    assert row["time_to_quality_s"]["reached"] == len(reached)
+    assert (real_seed_sweep / "report" / "quality_vs_time.png").stat().st_size > 0
+    # the two seeds as a reference (2 seeds allowed here; the default asks for 5)
+    path = tmp_path / "refs.yaml"
+    path.write_text("schema_version: 1\nreferences: []\n")
+    code = references.main(["add", str(real_seed_sweep), "--file", str(path), "--min-seeds", "2"])
+    if len(reached) == 2:
+        assert code == 0
+        (ref,) = references.load(path)
+        assert ref.epochs == [summaries[s]["time_to_quality_epoch"] + 1 for s in (0, 1)]
+        assert ref.command == " ".join(m["command"]) and ref.seeds == [0, 1]
+    else:  # a seed that missed the target makes no reference
+        assert code == 2 and references.load(path) == []
