@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,14 +224,51 @@ def pin_gpu(binding: GpuBinding, gpus: Sequence[Any]) -> GpuBinding:
                       tuple(capability) if capability else None)
 
 
-def _with_ranks(failed: list[tuple[int, str]], size: int) -> str:
-    """The first failing rank's message, naming every failing rank when there are several."""
-    message = failed[0][1]
-    if size > 1:
-        ranks = [rank for rank, _ in failed]
-        shown = ", ".join(map(str, ranks[:8])) + (", ..." if len(ranks) > 8 else "")
-        message = f"{message} (rank{'s' if len(ranks) > 1 else ''} {shown})"
-    return message
+@dataclass(frozen=True)
+class Failures:
+    """What every rank learns when ranks fail: how many, the lowest and the highest failing rank
+    (from fixed-size reductions), and the lowest failing rank's message (broadcast from it)."""
+
+    count: int
+    lowest: int
+    highest: int
+    message: str
+
+    def describe(self, size: int) -> str:
+        """The lowest failing rank's message, naming the failing ranks: all of them when one or
+        two failed (lowest and highest are then the whole list), else how many and their range."""
+        if size <= 1:
+            return self.message
+        if self.count == 1:
+            ranks = f"rank {self.lowest}"
+        elif self.count == 2:
+            ranks = f"ranks {self.lowest}, {self.highest}"
+        else:
+            ranks = f"{self.count} ranks, {self.lowest} to {self.highest}"
+        return f"{self.message} ({ranks})"
+
+
+def failure_vectors(failed: bool, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """One rank's share of the agreement: a vector reduced by maximum, [failed, -rank, rank]
+    (-1 in the rank places when this rank did not fail), and one reduced by sum, [failed]."""
+    own = [1.0, -float(rank), float(rank)] if failed else [0.0, -np.inf, -1.0]
+    return np.array(own, np.float64), np.array([float(failed)], np.float64)
+
+
+def agree_over(message: str | None, rank: int, reduce_max: Callable[[np.ndarray], np.ndarray],
+               reduce_sum: Callable[[np.ndarray], np.ndarray],
+               broadcast: Callable[[str | None, int], str]) -> Failures | None:
+    """Collective: whether any rank failed (`message` not None on it), in a fixed number of
+    fixed-size collectives whatever the job's size: one maximum of three numbers when every rank
+    is fine; then a sum of one number and a broadcast of one message from the lowest failing
+    rank. `reduce_max`, `reduce_sum` and `broadcast(obj, root)` are the job's collectives."""
+    most, total = failure_vectors(message is not None, rank)
+    reduced = reduce_max(most)
+    if reduced[0] == 0:
+        return None
+    count = int(reduce_sum(total)[0])
+    lowest, highest = int(-reduced[1]), int(reduced[2])
+    return Failures(count, lowest, highest, broadcast(message if rank == lowest else None, lowest))
 
 
 def init() -> Dist:
@@ -253,9 +291,19 @@ def init() -> Dist:
     except ConfigError as exc:
         error = str(exc)
     # Through MPI, not Horovod: a Horovod collective would start TensorFlow's GPU runtime.
-    failed = [(rank, msg) for rank, msg in enumerate(MPI.COMM_WORLD.allgather(error)) if msg]
-    if failed:
-        raise ConfigError(_with_ranks(failed, hvd.size()), everywhere=True)
+    comm = MPI.COMM_WORLD
+
+    def reduce(op: Any) -> Callable[[np.ndarray], np.ndarray]:
+        def reduced(values: np.ndarray) -> np.ndarray:
+            out = np.empty_like(values)
+            comm.Allreduce(values, out, op=op)  # a buffer reduction, element by element
+            return out
+        return reduced
+
+    failures = agree_over(error, hvd.rank(), reduce(MPI.MAX), reduce(MPI.SUM),
+                          lambda obj, root: comm.bcast(obj, root=root))
+    if failures is not None:
+        raise ConfigError(failures.describe(hvd.size()), everywhere=True)
     return Dist(
         rank=hvd.rank(),
         size=hvd.size(),
@@ -316,9 +364,9 @@ def allgather_object(obj: Any, name: str) -> list[Any]:
     return _hvd().allgather_object(obj, name=f"ai500.{name}")
 
 
-def broadcast_object(obj: Any, name: str) -> Any:
-    """Rank 0's picklable object, on every rank; `name` identifies the call site."""
-    return _hvd().broadcast_object(obj, root_rank=0, name=f"ai500.{name}")
+def broadcast_object(obj: Any, name: str, root: int = 0) -> Any:
+    """Rank `root`'s picklable object, on every rank; `name` identifies the call site."""
+    return _hvd().broadcast_object(obj, root_rank=root, name=f"ai500.{name}")
 
 
 def broadcast_variables(variables: list) -> None:
@@ -374,21 +422,25 @@ def distributed_tape(tape):
 def agree(error: Ai500Error | None, dist: Dist) -> None:
     """Collective: if any rank hit a user-facing error, raise it on every rank.
 
-    Used after steps that can fail on one rank only (reading its data shard), so that every rank
-    exits cleanly with the same message instead of the others waiting in the next collective.
+    Used after steps that can fail on one rank only (reading its data shard, a micro kernel), so
+    that every rank exits cleanly with the same message instead of the others waiting in the next
+    collective. Fixed-size collectives (agree_over): the cost does not grow with the job, and
+    the message is the lowest failing rank's, with the failing ranks (Failures.describe).
     """
-    messages = allgather_object(None if error is None else str(error), "agree")
-    failed = [(rank, msg) for rank, msg in enumerate(messages) if msg is not None]
-    if failed:
-        raise Ai500Error(_with_ranks(failed, dist.size), everywhere=True)
+    failures = agree_over(None if error is None else str(error), dist.rank, allreduce_max,
+                          allreduce_sum,
+                          lambda obj, root: broadcast_object(obj, "agree", root=root))
+    if failures is not None:
+        raise Ai500Error(failures.describe(dist.size), everywhere=True)
 
 
 def abort(code: int = 1) -> None:
     """End every rank of the job now: used when one rank fails outside a collective.
-    Safe to call from any thread (MPI runs with thread support)."""
+    Safe to call from any thread (MPI runs with thread support). Before MPI has started (the
+    watchdog's initialisation phase) this process just exits: the launcher then ends the job."""
     try:
-        from mpi4py import MPI
-
-        MPI.COMM_WORLD.Abort(code)
+        MPI = sys.modules.get("mpi4py.MPI")  # imported (and MPI initialised) by init()
+        if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+            MPI.COMM_WORLD.Abort(code)
     finally:
         os._exit(code)
