@@ -6,7 +6,8 @@
 # make run    installs what is missing, then runs the default job (resnet, small preset, 2 ranks)
 # make test   installs what is missing, then runs the test suite
 # make sweep  a weak-scaling sweep over SWEEP_RANKS and its report
-# make bench  performance ratios (instrumentation overhead, input pipeline), measured side by side
+# make bench  performance ratios (instrumentation overhead, input pipeline), measured side by side;
+#             the aggregator and report at 1,024-16,384 ranks (benchmarks/scale_model.py)
 # ACCEL=cuda applies to every target (make test ACCEL=cuda runs the suite on the GPU stack).
 SHELL := /bin/bash
 ACCEL ?= cpu
@@ -89,6 +90,7 @@ sweep: install
 bench: install
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/micro_peak.py
+	$(PY) benchmarks/scale_model.py
 
 lint: install
 	$(PY) -m ruff check ai500 tests launch benchmarks slurm
