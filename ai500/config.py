@@ -27,6 +27,7 @@ from ai500.micro.peak import check_overrides as check_peak_overrides
 from ai500.precision import DTYPES, PRECISIONS, from_dtype
 
 PRESETS = ("ci", "small", "full")
+STAGES = ("memory", "stream", "auto")  # --stage (ai500.data.stream; not imported: no numpy here)
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -82,6 +83,9 @@ class RunConfig:
     # config.json always holds the resolved value.
     precision: str | None = None
     xla: bool = False
+    # How each rank holds its data shard (ai500.data.stream): memory, stream or auto; from
+    # --stage, else the preset's or --config's data.stage, else auto.
+    stage: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -182,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xla", action="store_true",
                    help="training benchmarks: XLA-compile the training step's forward and "
                    "backward pass (tf.function jit_compile)")
+    p.add_argument("--stage", default=None, choices=STAGES,
+                   help="training benchmarks reading --data: hold each rank's shard in memory, "
+                   "stream it from the files batch by batch (bounded memory, the same batches), "
+                   "or auto: stream when the shard exceeds half the node's MemAvailable divided "
+                   "by the ranks on the node [default: the preset's data.stage, else auto]")
     p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
                    help="micro benchmarks: element type of the kernels [default: preset's]")
     p.add_argument("--sizes", default=None,
@@ -369,6 +378,8 @@ def resolve(argv: list[str]) -> RunConfig:
         given.append("--checkpoint-every")
     if args.xla:
         given.append("--xla")
+    if args.stage is not None:
+        given.append("--stage")
     if not training and given:
         raise ConfigError(f"{', '.join(given)} not used by micro benchmark {args.benchmark!r}")
     micro_flags = {"dtype": args.dtype, "sizes": args.sizes}
@@ -410,6 +421,11 @@ def resolve(argv: list[str]) -> RunConfig:
         if not (math.isfinite(quality.vflops_exponent) and quality.vflops_exponent >= 0):
             raise ConfigError(f"Valid FLOPS exponent must be a finite number >= 0, "
                               f"got {quality.vflops_exponent}")
+    # data.stage is the driver's, not the dataset's: taken out of the workload's data section
+    preset_stage = sections.get("data", {}).pop("stage", "auto")
+    stage = args.stage or preset_stage
+    if stage not in STAGES:
+        raise ConfigError(f"data.stage must be one of {', '.join(STAGES)}, got {stage!r}")
     micro = sections.get("micro", {})
     micro.update({k: v for k, v in micro_flags.items() if v is not None})
     precision = args.precision
@@ -439,17 +455,17 @@ def resolve(argv: list[str]) -> RunConfig:
         seed=args.seed, data_path=args.data, out=args.out, run_name=args.run_name,
         intra_threads=args.intra_threads, inter_threads=args.inter_threads,
         stall_timeout_s=args.stall_timeout, checkpoint_every=args.checkpoint_every,
-        argv=list(argv), precision=precision, xla=args.xla,
+        argv=list(argv), precision=precision, xla=args.xla, stage=stage,
     )
 
 
 # What a resumed run may change: where the data lives (the same dataset, moved; ai500 cannot
-# check that it is the same), how it is run and watched, and how often it checkpoints. Everything
-# that decides what is trained comes from config.json. --epochs is not among them: the resnet
-# schedule's cosine decay spans the configured epochs, so changing them mid-run would make a
-# learning-rate curve no uninterrupted run has.
+# check that it is the same), how it is run and watched (--stage: the same batches either way),
+# and how often it checkpoints. Everything that decides what is trained comes from config.json.
+# --epochs is not among them: the resnet schedule's cosine decay spans the configured epochs, so
+# changing them mid-run would make a learning-rate curve no uninterrupted run has.
 RESUME_OPTIONS = ("--resume", "--data", "--checkpoint-every", "--stall-timeout",
-                  "--intra-threads", "--inter-threads", "--no-energy")
+                  "--intra-threads", "--inter-threads", "--no-energy", "--stage")
 
 
 def resolve_resume(argv: list[str]) -> RunConfig:
@@ -487,4 +503,5 @@ def resolve_resume(argv: list[str]) -> RunConfig:
         stall_timeout_s=given.get("stall_timeout", cfg.stall_timeout_s),
         intra_threads=given.get("intra_threads", cfg.intra_threads),
         inter_threads=given.get("inter_threads", cfg.inter_threads),
-        checkpoint_every=given.get("checkpoint_every", cfg.checkpoint_every), argv=list(argv))
+        checkpoint_every=given.get("checkpoint_every", cfg.checkpoint_every), argv=list(argv),
+        stage=given.get("stage", cfg.stage))

@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import platform
+import resource
 import sys
 import time
 import traceback
@@ -58,6 +59,11 @@ def configure_threads(cfg: config.RunConfig, dist: distlib.Dist) -> dict:
     return {"intra_op": intra, "inter_op": inter, "usable_cores": usable, "node_cores": node_cores,
             "rule": "explicit" if cfg.intra_threads else
             "min(cores in affinity mask, node cores / ranks on node)"}
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far, bytes (getrusage ru_maxrss, KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def versions() -> dict[str, str]:
@@ -310,6 +316,10 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
     except Ai500Error as exc:
         error = exc
     distlib.agree(error, dist)
+    stage = getattr(workload, "stage", None)  # how this rank holds its shard (ai500.data.stream)
+    if cfg.stage == "stream" and stage is None:  # every rank built the same workload
+        raise ConfigError(f"--stage stream: benchmark {cfg.benchmark!r} does not stream its data "
+                          "(it stages it in memory)", everywhere=True)
     state = workload.checkpoint_state() if checkpointing else {}
     ckpt = tf.train.Checkpoint(**state) if checkpointing else None
     if manifest is not None:
@@ -362,7 +372,9 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
         "pid": os.getpid(), "config": cfg.to_dict(), "threads": threads, "segment": segment,
         "gpu": dist.gpu.describe(), "precision": cfg.precision, "xla": cfg.xla,
         "step_window": step_window(dist),
+        **({"stage": stage["mode"], "stage_reason": stage["reason"]} if stage else {}),
     })
+    trace.before_flush(lambda t: t.attrs.update(peak_rss_bytes=peak_rss_bytes()))
     if workload.kind == "micro":
         loop = micro_loop
     else:

@@ -11,6 +11,7 @@ from ai500.aggregate.sections.cost import cost_section
 from ai500.aggregate.sections.energy import energy_section, samples_per_joule
 from ai500.aggregate.sections.epochs import epoch_rows
 from ai500.aggregate.sections.flops import flops_section
+from ai500.aggregate.sections.memory import memory_section
 from ai500.aggregate.sections.quality import (
     mlperf_validity,
     quality_point,
@@ -71,6 +72,7 @@ def summarise_run(run: MergedRun) -> dict:
         "samples_per_joule": samples_per_joule(run, energy["joules"]),
         "cost": cost_section(run, reached_at),
         "load_imbalance": load_imbalance(run),
+        "memory": memory_section(run),
         "checkpoints": checkpoint_stats(run),
         "time_accounting": time_accounting(run, per_epoch, reached_at),
         "epochs": epoch_rows(run, per_epoch),

@@ -52,6 +52,18 @@ def checkpoint_line(c: dict) -> str:
             f"write {fmt(c['write_s_mean'], ' s')} mean, {fmt(c['write_s_max'], ' s')} max")
 
 
+def memory_line(m: dict | None) -> str:
+    """One table line: the ranks by stage (ai500.data.stream) and the largest peak RSS."""
+    if m is None:  # a summary written before issue 17
+        return "  memory         not recorded"
+    stages = ", ".join(f"{mode} on {len(ranks)} rank(s)" for mode, ranks in m["stage"].items()
+                       ) if m["stage"] else "stage not recorded"
+    peak = (f"peak RSS {fmt(m['peak_rss_bytes_max'], ' B')} (rank {m['peak_rss_rank_max']}, "
+            "largest)" if m["peak_rss_bytes_max"] is not None else "peak RSS not recorded")
+    reason = f" [rank 0: {m['stage_reason_rank0']}]" if m.get("stage_reason_rank0") else ""
+    return f"  memory         {stages}; {peak}{reason}"
+
+
 def format_summary(s: dict) -> str:
     """A short human table of a run summary, training or micro benchmark."""
     if s.get("kind") == "micro":
@@ -86,6 +98,7 @@ def format_summary(s: dict) -> str:
         cost_line(s["cost"]),
         (f"  load imbalance {fmt(s['load_imbalance']['median'])} median, "
         f"{fmt(s['load_imbalance']['max'])} max (slowest/fastest rank epoch time)"),
+        memory_line(s.get("memory")),
     ]
     lines.extend(accounting_lines(s["time_accounting"]))
     if s.get("checkpoints"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,6 +86,18 @@ def check_file(path: Path) -> Path:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     return path
+
+
+def open_hdf5(path: Path) -> Any:
+    """An HDF5 file opened for reading (an h5py.File); DataError naming it if it cannot be."""
+    import h5py
+
+    from ai500.errors import HDF5_ERRORS, first_line
+
+    try:
+        return h5py.File(path, "r")
+    except HDF5_ERRORS as exc:
+        raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({first_line(exc)})") from None
 
 
 def file_ranges(files: list[Path], counts: list[int], start: int,

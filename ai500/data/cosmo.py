@@ -25,12 +25,14 @@ generator can emit is a·e^L − shift ≈ 2.1 (real maps reach ≈ 0.5). Qualit
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ai500.data import common
+from ai500.data import common, stream
 from ai500.errors import DataError, first_line
 
 SLOPE = -2.5  # P(k) ∝ k^SLOPE
@@ -159,27 +161,72 @@ def shard_range(total: int, rank: int, size: int, equal: bool) -> tuple[int, int
     return common.shard_range(total, rank, size, equal, unit="maps")
 
 
+def inspect_splits(data_dir: Path, image_size: int | None = None,
+                   splits: tuple[str, ...] = common.SPLITS) -> dict[str, stream.SplitFiles]:
+    """The splits' map files under data_dir, each checked (open_maps) before any map is read,
+    each split holding maps of one size: {"train": ..., "val": ...}, sample_shape (S, S). Meant
+    for rank 0 alone (stream.once broadcasts it)."""
+    def inspect(files: list[Path]) -> tuple[list[int], tuple[int, ...]]:
+        shapes = [open_maps(p, image_size).shape for p in files]
+        sizes = {shape[1] for shape in shapes}
+        if len(sizes) > 1:
+            raise DataError(f"{files[0].parent}: files {', '.join(p.name for p in files)} hold "
+                            f"maps of different sizes {sorted(sizes)}")
+        return [shape[0] for shape in shapes], shapes[0][1:]
+
+    return stream.inspect_splits(data_dir, ".npy", inspect, splits)
+
+
+class CosmoLayout:
+    """The CosmoGAN `.npy` layout for ai500.data.stream: `maps` (S, S) float32. Rows are read
+    from the file with preadv straight into the output (through a scratch block when the file's
+    dtype is not native float32), not through a memory map: a map's pages would stay mapped and
+    count in the process's resident memory."""
+
+    unit = "maps"
+    resident: tuple[str, ...] = ()
+
+    def __init__(self, image_size: int):
+        self.fields = {"maps": (image_size, image_size)}
+
+    @contextlib.contextmanager
+    def open(self, path: Path) -> Iterator[tuple[int, np.memmap]]:
+        maps = open_maps(path)  # the header, checked; the memory map is never read from
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            yield fd, maps
+        finally:
+            os.close(fd)
+
+    def read(self, handle: tuple[int, np.memmap], path: Path, lo: int, hi: int,
+             out: dict[str, np.ndarray]) -> None:
+        fd, maps = handle
+        view = out["maps"]
+        if not maps.flags.c_contiguous:  # a Fortran-order file: rows are not contiguous
+            np.copyto(view, maps[lo:hi], casting="unsafe")
+        else:
+            native = maps.dtype == np.dtype(np.float32)
+            target = view if native else np.empty((hi - lo, *maps.shape[1:]), maps.dtype)
+            buffer = memoryview(target.reshape(-1).view(np.uint8))
+            offset = maps.offset + lo * maps.itemsize * maps.shape[1] * maps.shape[2]
+            while buffer:
+                got = os.preadv(fd, [buffer], offset)
+                if got == 0:
+                    raise DataError(f"{path}: truncated: cannot read maps {lo}..{hi}")
+                buffer, offset = buffer[got:], offset + got
+            if not native:
+                np.copyto(view, target, casting="unsafe")
+        bad = ~np.isfinite(view).all(axis=(1, 2))
+        if bad.any():
+            raise DataError(f"{path}: map {lo + int(np.argmax(bad))} holds non-finite values")
+
+
 def load_shard(data_dir: Path, split: str, rank: int, size: int, equal: bool,
                image_size: int | None = None) -> tuple[np.ndarray, int]:
     """This rank's maps of `split` from the files under `data_dir` (read only its range) as float32
     (n, S, S), and the total map count of the split. Raises DataError for missing, truncated or
     wrongly shaped files, inconsistent sizes across files, or non-finite values in the shard."""
-    files = split_files(data_dir, split)
-    arrays = [open_maps(p, image_size) for p in files]
-    sizes = {a.shape[1] for a in arrays}
-    if len(sizes) > 1:
-        raise DataError(f"{data_dir}: {split} files hold maps of different sizes {sorted(sizes)}")
-    counts = [a.shape[0] for a in arrays]
-    start, stop = shard_range(sum(counts), rank, size, equal)
-    pieces, offset = [], 0
-    for path, maps, n in zip(files, arrays, counts):
-        lo, hi = max(start - offset, 0), min(stop - offset, n)
-        offset += n
-        if lo >= hi:
-            continue
-        block = np.asarray(maps[lo:hi], dtype=np.float32)
-        bad = ~np.isfinite(block).all(axis=(1, 2))
-        if bad.any():
-            raise DataError(f"{path}: map {lo + int(np.argmax(bad))} holds non-finite values")
-        pieces.append(block)
-    return np.concatenate(pieces), sum(counts)
+    meta = inspect_splits(data_dir, image_size, (split,))[split]
+    start, stop = shard_range(meta.total, rank, size, equal)
+    maps = stream.Shard(CosmoLayout(meta.sample_shape[0]), meta, start, stop).load()["maps"]
+    return maps, meta.total

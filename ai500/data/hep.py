@@ -39,7 +39,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ai500.data import common
+from ai500.data import common, stream
 from ai500.errors import HDF5_ERRORS, DataError, first_line
 
 CHANNELS: tuple[str, ...] = ("calorimeter_energy", "em_fraction", "track_multiplicity")
@@ -59,7 +59,6 @@ PHOTON_P = 0.25  # fraction of jet particles that are photons (from pi0 decays)
 CHARGED_P = 0.62  # fraction that are charged hadrons (one track each); the rest are neutral hadrons
 GLUON_FRACTION = 0.7  # chance that a hard QCD background jet is a gluon jet (signal decay partons are quarks)
 GLUON_MULTIPLICITY = 1.3  # gluon / quark jet constituent multiplicity; gluon jets are sqrt(1.3) x wider
-_CHUNK_BYTES = 1 << 20  # target size of one HDF5 chunk
 
 
 def _partons_signal(rng: np.random.Generator, total_et: float) -> tuple[np.ndarray, ...]:
@@ -177,11 +176,13 @@ def _normalise_weights(weight: np.ndarray, label: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def generate_events(first: int, count: int, seed: int, image_size: int = 64) -> dict[str, np.ndarray]:
+def generate_events(first: int, count: int, seed: int, image_size: int = 64,
+                    channels_last: bool = False) -> dict[str, np.ndarray]:
     """Synthetic events [first, first+count) of the set `seed` as S x S images (S = image_size).
 
-    Returns `data` (count, 3, S, S) float32, channels first, each channel divided by its maximum over the
-    event; `label` (count,) float32 (1 signal, 0 background); `weight` (count,) float32 physics weight;
+    Returns `data` (count, 3, S, S) float32, channels first (the files' layout), or with
+    channels_last (count, S, S, 3) written so directly (no transposed copy), each channel divided
+    by its maximum over the event; `label` (count,) float32 (1 signal, 0 background); `weight` (count,) float32 physics weight;
     `normweight` (count,) float32, the weight normalised to mean 1 per class within this block.
     """
     raw = _simulate(first, count, seed, image_size)
@@ -192,10 +193,16 @@ def generate_events(first: int, count: int, seed: int, image_size: int = 64) -> 
     peak = np.ones((3, count))
     peak[:, present] = np.maximum.reduceat(channels, starts, axis=1)
     peak[peak <= 0] = 1.0
-    data = np.zeros((count, 3, image_size * image_size), np.float32)
+    cells = image_size * image_size
+    data = np.zeros((count, cells, 3) if channels_last else (count, 3, cells), np.float32)
     for c in range(3):
-        data[event, c, raw["cell"]] = channels[c] / peak[c, event]
-    data = data.reshape(count, 3, image_size, image_size)
+        values = channels[c] / peak[c, event]
+        if channels_last:
+            data[event, raw["cell"], c] = values
+        else:
+            data[event, c, raw["cell"]] = values
+    data = data.reshape((count, image_size, image_size, 3) if channels_last
+                        else (count, 3, image_size, image_size))
     return {
         "data": data,
         "label": raw["label"],
@@ -208,17 +215,18 @@ def write_split(path: Path, count: int, seed: int, image_size: int, chunk_events
     """Write `count` events of the set `seed` to one HDF5 file in the HEP-CNN layout.
 
     Generates `chunk_events` events at a time (bounded memory); normweight is normalised over the whole
-    file. The file appears under `path` only when complete (written to `path`.tmp, then renamed).
+    file. Each HDF5 chunk holds one event: a streamed (shuffled) read then inflates only the events
+    it needs, where chunks of k events would inflate k times the data. The file appears under
+    `path` only when complete (written to `path`.tmp, then renamed).
     """
     if count < 1 or chunk_events < 1:
         raise ValueError(f"count and chunk_events must be positive, got {count}, {chunk_events}")
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     s = image_size
-    rows = max(1, min(count, _CHUNK_BYTES // (3 * s * s * 4)))
     try:
         with h5py.File(tmp, "w") as f:
-            data = f.create_dataset("data", (count, 3, s, s), np.float32, chunks=(rows, 3, s, s),
+            data = f.create_dataset("data", (count, 3, s, s), np.float32, chunks=(1, 3, s, s),
                                     compression="gzip", compression_opts=1, shuffle=True)
             label = np.empty(count, np.float32)
             weight = np.empty(count, np.float32)
@@ -251,10 +259,8 @@ def split_files(data_dir: Path, split: str) -> list[Path]:
     return common.split_files(data_dir, split, ".h5")
 
 
-def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]:
-    """Check each file's layout (readable HDF5, all KEYS numeric datasets, data (N, 3, S, S) with
-    N, S >= 1, one S across files and S == image_size if given, 1-D arrays of length N) without
-    reading the data; returns events per file. DataError naming the file and the problem."""
+def _inspect(files: list[Path], image_size: int | None) -> tuple[list[int], int]:
+    """inspect_files' checks; (events per file, S)."""
     counts = []
     size = image_size
     for path in files:
@@ -284,7 +290,24 @@ def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]
                 counts.append(int(shape[0]))
         except HDF5_ERRORS as e:
             raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({first_line(e)})") from None
-    return counts
+    return counts, int(size or 0)
+
+
+def inspect_files(files: list[Path], image_size: int | None = None) -> list[int]:
+    """Check each file's layout (readable HDF5, all KEYS numeric datasets, data (N, 3, S, S) with
+    N, S >= 1, one S across files and S == image_size if given, 1-D arrays of length N) without
+    reading the data; returns events per file. DataError naming the file and the problem."""
+    return _inspect(files, image_size)[0]
+
+
+def inspect_splits(data_dir: Path, image_size: int | None = None) -> dict[str, stream.SplitFiles]:
+    """Both splits' files under data_dir, inspected (inspect_files) before any event is read:
+    {"train": ..., "val": ...}, sample_shape (3, S, S). Meant for rank 0 alone (stream.once)."""
+    def inspect(files: list[Path]) -> tuple[list[int], tuple[int, ...]]:
+        counts, size = _inspect(files, image_size)
+        return counts, (len(CHANNELS), size, size)
+
+    return stream.inspect_splits(data_dir, ".h5", inspect)
 
 
 def shard_range(total: int, rank: int, size: int, equal: bool) -> tuple[int, int]:
@@ -292,27 +315,49 @@ def shard_range(total: int, rank: int, size: int, equal: bool) -> tuple[int, int
     return common.shard_range(total, rank, size, equal, unit="events")
 
 
+class HepLayout:
+    """The HEP-CNN layout for ai500.data.stream: `data` (S, S, 3) float32 channels last (read
+    channels first, a block at a time, and transposed into the output), `label`, `weight`,
+    `normweight` per event (resident: a streamed shard holds them whole)."""
+
+    unit = "events"
+    resident = KEYS[1:]
+
+    def __init__(self, image_size: int):
+        self.fields = {"data": (image_size, image_size, len(CHANNELS)),
+                       **{k: () for k in KEYS[1:]}}
+
+    def open(self, path: Path) -> h5py.File:
+        return common.open_hdf5(path)
+
+    def read(self, f: h5py.File, path: Path, lo: int, hi: int, out: dict[str, np.ndarray]) -> None:
+        try:
+            for key, view in out.items():
+                block = f[key][lo:hi]
+                np.copyto(view, block.transpose(0, 2, 3, 1) if key == "data" else block,
+                          casting="unsafe")
+        except HDF5_ERRORS as e:
+            raise DataError(f"{path}: cannot read events {lo}..{hi} ({first_line(e)})") from None
+        for key, view in out.items():
+            if not np.all(np.isfinite(view)):
+                raise DataError(f"{path}: {key} holds non-finite values in events {lo}..{hi}")
+        if "label" in out:
+            bad = (out["label"] != 0) & (out["label"] != 1)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise DataError(f"{path}: label of event {lo + i} is {out['label'][i]:g}, "
+                                "expected 0 or 1")
+
+
 def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> dict[str, np.ndarray]:
     """Read global events [start, stop) of the concatenated `files` (with `counts` events each), only those.
 
-    Returns `data` (n, S, S, 3) float32 channels last and `label`, `weight`, `normweight` (n,) float32.
+    Returns `data` (n, S, S, 3) float32 channels last and `label`, `weight`, `normweight` (n,) float32,
+    each read into one buffer allocated once (ai500.data.stream.Shard.load).
     DataError for unreadable events, non-finite values or a label other than 0 or 1.
     """
-    pieces: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
-    for path, lo, hi in common.file_ranges(files, counts, start, stop):
-        try:
-            with h5py.File(path, "r") as f:
-                block = {k: np.asarray(f[k][lo:hi], dtype=np.float32) for k in KEYS}
-        except HDF5_ERRORS as e:
-            raise DataError(f"{path}: cannot read events {lo}..{hi} ({first_line(e)})") from None
-        for key, values in block.items():
-            if not np.all(np.isfinite(values)):
-                raise DataError(f"{path}: {key} holds non-finite values in events {lo}..{hi}")
-            pieces[key].append(values)
-        bad = (block["label"] != 0) & (block["label"] != 1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(f"{path}: label of event {lo + i} is {block['label'][i]:g}, expected 0 or 1")
-    out = {k: np.concatenate(v) for k, v in pieces.items()}
-    out["data"] = np.ascontiguousarray(out["data"].transpose(0, 2, 3, 1))
-    return out
+    first = next(common.file_ranges(files, counts, start, stop))[0]
+    with common.open_hdf5(first) as f:  # S, for callers that did not keep inspect_splits' result
+        size = int(f["data"].shape[2])
+    split = stream.SplitFiles(tuple(map(str, files)), tuple(counts), (len(CHANNELS), size, size))
+    return stream.Shard(HepLayout(size), split, start, stop).load()

@@ -17,13 +17,14 @@ sample index with load_range.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
-from ai500.data import common
+from ai500.data import common, stream
 from ai500.errors import HDF5_ERRORS, DataError, first_line
 
 CHANNELS: tuple[str, ...] = ("PRECT", "PS", "PSL", "QREFHT", "T200", "T500", "TMQ", "TREFHT", "TS",
@@ -51,6 +52,17 @@ def inspect_files(files: list[Path], channels: int = len(CHANNELS)) -> list[int]
     """Check each file's layout without reading the data: a readable HDF5 file with `images` (N, C, H, W)
     floating point (C = channels, one H x W across files, N >= 1) and `boxes` (N, 15, 5); returns the
     sample count of each file. Raises DataError naming the file and the problem."""
+    return _inspect(files, channels)[0]
+
+
+def inspect_splits(data_dir: Path, channels: int = len(CHANNELS)) -> dict[str, stream.SplitFiles]:
+    """Both splits' files under data_dir, inspected (inspect_files) before any field is read:
+    {"train": ..., "val": ...}, sample_shape (C, H, W). Meant for rank 0 alone (stream.once)."""
+    return stream.inspect_splits(data_dir, ".h5", lambda files: _inspect(files, channels))
+
+
+def _inspect(files: list[Path], channels: int) -> tuple[list[int], tuple[int, int, int]]:
+    """inspect_files' checks; (samples per file, (C, H, W))."""
     counts: list[int] = []
     size = None
     for path in files:
@@ -81,7 +93,7 @@ def inspect_files(files: list[Path], channels: int = len(CHANNELS)) -> list[int]
                 counts.append(int(shape[0]))
         except HDF5_ERRORS as exc:
             raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({first_line(exc)})") from None
-    return counts
+    return counts, (channels, *size)
 
 
 def _check_boxes(path: Path, first: int, boxes: np.ndarray, height: int, width: int) -> None:
@@ -99,27 +111,67 @@ def _check_boxes(path: Path, first: int, boxes: np.ndarray, height: int, width: 
                         f"[ymin, xmin, ymax, xmax, class 0-{len(CLASSES) - 1}] inside {height}x{width}")
 
 
-def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> dict[str, np.ndarray]:
-    """Read global samples [start, stop) of the concatenated `files` (with `counts` samples each), only
-    those: `images` (n, 16, H, W) float32 and `boxes` (n, 15, 5) float32. Raises DataError for unreadable
-    data, non-finite images or invalid used boxes."""
-    images, boxes = [], []
-    for path, lo, hi in common.file_ranges(files, counts, start, stop):
+class WeatherLayout:
+    """The Extreme Weather layout for ai500.data.stream: `images` (C, H, W) float32, read straight
+    into the output when the file holds float32, and `boxes` (15, 5) (resident: a streamed shard
+    holds them whole, 300 bytes a sample)."""
+
+    unit = "fields"
+    resident = ("boxes",)
+
+    def __init__(self, sample_shape: tuple[int, int, int]):
+        self.fields = {"images": tuple(sample_shape), "boxes": (MAX_BOXES, 5)}
+
+    def open(self, path: Path) -> h5py.File:
+        return common.open_hdf5(path)
+
+    def read(self, f: h5py.File, path: Path, lo: int, hi: int, out: dict[str, np.ndarray]) -> None:
         try:
-            with h5py.File(path, "r") as f:
-                block = np.asarray(f["images"][lo:hi], dtype=np.float32)
-                box = np.asarray(f["boxes"][lo:hi], dtype=np.float32)
+            for key, view in out.items():
+                ds = f[key]
+                if ds.dtype == np.float32:
+                    ds.read_direct(view, np.s_[lo:hi])
+                else:
+                    np.copyto(view, ds[lo:hi], casting="unsafe")
         except HDF5_ERRORS as exc:
             raise DataError(f"{path}: cannot read samples {lo}..{hi} ({first_line(exc)})") from None
-        finite = np.isfinite(block).all(axis=(2, 3))
-        if not finite.all():
-            i, c = (int(v) for v in np.argwhere(~finite)[0])
-            name = CHANNELS[c] if c < len(CHANNELS) else f"channel {c}"
-            raise DataError(f"{path}: sample {lo + i} holds non-finite values in {name}")
-        _check_boxes(path, lo, box, block.shape[2], block.shape[3])
-        images.append(block)
-        boxes.append(box)
-    return {"images": np.concatenate(images), "boxes": np.concatenate(boxes)}
+        if "images" in out:
+            finite = np.isfinite(out["images"]).all(axis=(2, 3))
+            if not finite.all():
+                i, c = (int(v) for v in np.argwhere(~finite)[0])
+                name = CHANNELS[c] if c < len(CHANNELS) else f"channel {c}"
+                raise DataError(f"{path}: sample {lo + i} holds non-finite values in {name}")
+        if "boxes" in out:
+            _, height, width = self.fields["images"]
+            _check_boxes(path, lo, out["boxes"], height, width)
+
+
+def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Read global samples [start, stop) of the concatenated `files` (with `counts` samples each), only
+    those: `images` (n, 16, H, W) float32 and `boxes` (n, 15, 5) float32, each into one buffer
+    allocated once (ai500.data.stream.Shard.load). Raises DataError for unreadable data,
+    non-finite images or invalid used boxes."""
+    first = next(common.file_ranges(files, counts, start, stop))[0]
+    with common.open_hdf5(first) as f:  # (C, H, W), for callers that kept no inspect_splits result
+        shape = tuple(int(n) for n in f["images"].shape[1:])
+    split = stream.SplitFiles(tuple(map(str, files)), tuple(counts), shape)
+    return stream.Shard(WeatherLayout(shape), split, start, stop).load()
+
+
+def first_fields(split: stream.SplitFiles, samples: int, block: int) -> Iterator[np.ndarray]:
+    """The images (n, C, H, W) float32 of the split's first `samples` fields, `block` at a time."""
+    shard = stream.Shard(WeatherLayout(split.sample_shape), split, 0, min(samples, split.total))
+    with shard.reader() as read:
+        for rows in stream.blocks(len(shard), block):
+            yield read(rows, ("images",))["images"]
+
+
+def normalisation_once(dist: Any, images: Callable[[], Iterable[np.ndarray]]) -> tuple[np.ndarray,
+                                                                                      np.ndarray]:
+    """normalisation(images()) computed by rank 0 alone and broadcast (stream.once): e.g.
+    `normalisation_once(dist, lambda: first_fields(splits["train"], 64, 8))`. A read error on
+    rank 0 is raised on every rank."""
+    return stream.once(dist, lambda: normalisation(images()), "weather.normalisation")
 
 
 # --- training-time helpers ---------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 A workload module defines `Workload`, constructed as `Workload(cfg: RunConfig, dist: Dist)` (it
 stages its data shard and builds its model there, raising `Ai500Error` for bad input; it must
-not call collectives there, since a rank that fails must reach the driver's error agreement), with:
+not call collectives there, since a rank that fails must reach the driver's error agreement,
+except ai500.data.stream.once, rank 0's file inspection broadcast, which every rank reaches before
+anything can fail on one rank alone), with:
 
     kind = "training"
     samples_per_step: int           samples this rank processes per training step
@@ -24,6 +26,10 @@ not call collectives there, since a rank that fails must reach the driver's erro
                                     evaluates, and the driver then checkpoints, identical models
     flops_per_sample() -> dict      {"forward", "train": FLOPs per sample, "method": str}
     write_figures(run_dir)          optional: rank 0 writes pictures of the result (no collectives)
+    stage: dict                     optional, needed for --stage stream: how this rank holds its
+                                    data shard (ai500.data.stream.StageChoice.describe(): mode
+                                    memory or stream, and why); the driver records it in the
+                                    rank's trace and the summary
     checkpoint_state() -> dict[str, trackable]
                                     optional, needed for --checkpoint-every/--resume: the objects
                                     that hold the training state at an epoch boundary (models,

@@ -17,7 +17,8 @@ import tensorflow as tf
 from ai500 import dist as distlib
 from ai500 import precision
 from ai500.config import RunConfig, settings_from
-from ai500.data import common, hep
+from ai500.data import common, hep, stream
+from ai500.data.pipeline import Prefetcher
 from ai500.dist import Dist
 from ai500.errors import ConfigError
 from ai500.metrics import flops, quality
@@ -42,28 +43,30 @@ class DataSettings:
             raise ValueError("image_size, n_train and n_val must be >= 1")
 
 
-def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[dict, dict, str]:
+def load_shards(data: DataSettings, data_path: str | None, dist: Dist,
+                stage: str) -> tuple[stream.Staged | stream.Streamed, stream.Staged | stream.Streamed,
+                                     stream.StageChoice, str]:
     """This rank's training shard (equal sizes on all ranks) and validation shard (all events
-    covered), from files in the HEP-CNN layout or, without a path, generated in memory.
-    No collectives here: a rank whose shard is bad must reach the error agreement."""
+    covered), each with fields data (n, S, S, 3), label, weight, normweight; from files in the
+    HEP-CNN layout (inspected by rank 0 alone and broadcast, then staged in memory or streamed as
+    `stage` decides) or, without a path, generated in memory. The one collective (the inspection's
+    broadcast) comes before anything a rank can fail at alone (see ai500.data.stream.once)."""
     size = data.image_size
     if data_path is None:
-        n_train, n_val, seed = data.n_train, data.n_val, data.seed
-        t0, t1 = hep.shard_range(n_train, dist.rank, dist.size, equal=True)
-        v0, v1 = hep.shard_range(n_val, dist.rank, dist.size, equal=False)
-        train = hep.generate_events(t0, t1 - t0, seed, size)
-        val = hep.generate_events(v0, v1 - v0, common.split_seed(seed, "val"), size)
-        for split in (train, val):
-            split["data"] = np.ascontiguousarray(split["data"].transpose(0, 2, 3, 1))
-        source = f"synthetic, generated in memory (data seed {seed})"
-        return train, val, source
-    shards = []
-    for split, equal in (("train", True), ("val", False)):
-        files = hep.split_files(Path(data_path), split)
-        counts = hep.inspect_files(files, image_size=size)
-        start, stop = hep.shard_range(sum(counts), dist.rank, dist.size, equal=equal)
-        shards.append(hep.load_range(files, counts, start, stop))
-    return shards[0], shards[1], f"files under {data_path}"
+        ranges = {split: hep.shard_range(n, dist.rank, dist.size, equal=equal)
+                  for split, n, equal in (("train", data.n_train, True), ("val", data.n_val, False))}
+        choice = stream.choose_stage(
+            stage, stream.sample_bytes(hep.HepLayout(size)) * sum(b - a for a, b in ranges.values()),
+            dist.local_size, files=False)
+        shards = {split: stream.Staged(hep.generate_events(
+            start, stop - start, common.split_seed(data.seed, split), size, channels_last=True),
+            start) for split, (start, stop) in ranges.items()}
+        return (shards["train"], shards["val"], choice,
+                f"synthetic, generated in memory (data seed {data.seed})")
+    splits = stream.once(dist, lambda: hep.inspect_splits(Path(data_path), size), "hep.inspect")
+    shards, choice = stream.stage_splits(hep.HepLayout(size), splits, dist.rank, dist.size,
+                                         dist.local_size, stage)
+    return shards["train"], shards["val"], choice, f"files under {data_path}"
 
 
 class Workload:
@@ -74,8 +77,10 @@ class Workload:
     def __init__(self, cfg: RunConfig, dist: Dist):
         self.cfg, self.dist = cfg, dist
         data = settings_from(DataSettings, cfg.data, "data")
-        self.train, self.val, self.data_source = load_shards(data, cfg.data_path, dist)
-        image_shape = tuple(self.train["data"].shape[1:])
+        self.train, self.val, choice, self.data_source = load_shards(data, cfg.data_path, dist,
+                                                                      cfg.stage)
+        self.stage = choice.describe()  # recorded by the driver in this rank's trace
+        image_shape = (data.image_size, data.image_size, len(hep.CHANNELS))
         try:
             model_cfg = ResNetConfig(**{**cfg.model, "input_shape": image_shape})
         except (TypeError, ValueError) as exc:
@@ -83,7 +88,7 @@ class Workload:
         with precision.policy(cfg.precision):
             self.model = build_resnet(model_cfg)
         self.samples_per_step = cfg.train.batch_size
-        self.steps_per_epoch = steps_per_epoch(len(self.train["label"]), self.samples_per_step, "events")
+        self.steps_per_epoch = steps_per_epoch(len(self.train), self.samples_per_step, "events")
         self.schedule = schedule_for(cfg.train, dist.size, self.steps_per_epoch,
                                      rule="linear", decay="cosine")
         self.optimizer = precision.optimizer(
@@ -96,11 +101,12 @@ class Workload:
         return {
             "model": "ResNet",
             "parameters": int(self.model.count_params()),
-            "input_shape": list(self.train["data"].shape[1:]),
+            "input_shape": list(self.model.input_shape[1:]),
             "data_source": self.data_source,
-            "train_events_per_rank": len(self.train["label"]),
+            "stage_rank0": self.stage,
+            "train_events_per_rank": len(self.train),
             "train_events_used_per_epoch": self.steps_per_epoch * self.samples_per_step * self.dist.size,
-            "val_events_this_rank": len(self.val["label"]),
+            "val_events_this_rank": len(self.val),
             "optimizer": "SGD, Nesterov momentum 0.9, L2 weight decay from the model config",
             "lr_rule": self.schedule.describe(),
         }
@@ -110,13 +116,12 @@ class Workload:
         return {"model": self.model, "optimizer": self.optimizer}
 
     def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        # The order depends on (seed, epoch, rank) only, so runs with one seed repeat exactly.
-        order = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank]).permutation(
-            len(self.train["label"]))
-        batch = self.samples_per_step
-        for step in range(self.steps_per_epoch):
-            idx = np.sort(order[step * batch:(step + 1) * batch])
-            yield self.train["data"][idx], self.train["label"][idx]
+        # The order depends on (seed, epoch, rank) only, so runs with one seed repeat exactly,
+        # staged or streamed.
+        _, order = stream.epoch_order(self.cfg.seed, epoch, self.dist.rank, len(self.train))
+        for batch in self.train.batches(stream.step_indices(order, self.samples_per_step,
+                                                            self.steps_per_epoch)):
+            yield batch["data"], batch["label"]
 
     def _losses(self, images, labels):
         """Forward pass: (loss with weight decay, loss, logits), all float32 (XLA-compiled
@@ -151,12 +156,13 @@ class Workload:
     def evaluate(self) -> dict[str, float]:
         distlib.average_statistics([self.model])  # one model on every rank, evaluated and saved
         if self._val_truth is None:  # labels and weights never change: gather them once
-            self._val_truth = (distlib.allgather_array(self.val["label"]),
-                               distlib.allgather_array(self.val["normweight"]))
+            self._val_truth = (distlib.allgather_array(self.val.field("label")),
+                               distlib.allgather_array(self.val.field("normweight")))
         labels, weights = self._val_truth
-        images = self.val["data"]
-        local = [self._predict(images[i:i + EVAL_BATCH]).numpy()
-                 for i in range(0, len(images), EVAL_BATCH)]
+        # Read (a streamed shard: from the files) one batch ahead of the prediction.
+        with Prefetcher((b["data"],) for b in self.val.batches(stream.blocks(len(self.val),
+                                                                            EVAL_BATCH))) as parts:
+            local = [self._predict(images).numpy() for (images,) in parts]
         scores = distlib.allgather_array(np.concatenate(local).astype(np.float64))
         eps = 1e-7
         p = np.clip(scores, eps, 1 - eps)

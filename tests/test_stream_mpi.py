@@ -1,0 +1,93 @@
+"""--stage stream under real `mpirun -np 2` runs of resnet at the ci preset, from HDF5 files: the
+same losses and metrics as --stage memory with the same seed, the choice and peak RSS per rank in
+the traces and the summary; and bad files (found by rank 0's inspection, or by one rank's stream
+in the middle of an epoch) end the job with one line. Select with `pytest -k stream`."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from conftest import mpirun
+
+from ai500.data import hep
+from ai500.trace import read_trace
+
+SEED = 5
+
+
+@pytest.fixture(scope="module")
+def ci_files(tmp_path_factory):
+    """The resnet ci set (512 + 256 events, 64x64) written as files."""
+    d = tmp_path_factory.mktemp("hep") / "data"
+    hep.generate_dataset(d, 512, 256, seed=1234, image_size=64)
+    return d
+
+
+def _run(data, out, stage: str):
+    result = mpirun(2, ["--benchmark", "resnet", "--preset", "ci", "--data", str(data),
+                        "--stage", stage, "--seed", str(SEED), "--no-energy", "--out", str(out),
+                        "--run-name", stage], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / stage
+
+
+def test_resnet_stream_gives_the_losses_of_memory(ci_files, tmp_path):
+    runs = {stage: _run(ci_files, tmp_path / "runs", stage) for stage in ("memory", "stream")}
+    epochs = {}
+    for stage, run_dir in runs.items():
+        traces = [read_trace(run_dir / f"trace-rank{r:05d}.h5") for r in (0, 1)]
+        for t in traces:
+            assert t.attrs["stage"] == stage and t.attrs["stage_reason"] == f"--stage {stage}"
+            assert t.attrs["peak_rss_bytes"] > 100e6  # TensorFlow alone is more than that
+        epochs[stage] = traces[0].epochs
+        summary = json.loads((run_dir / "summary.json").read_text())
+        memory = summary["memory"]
+        assert memory["stage"] == {stage: [0, 1]}
+        assert memory["peak_rss_bytes"] == [t.attrs["peak_rss_bytes"] for t in traces]
+        assert memory["peak_rss_bytes_max"] == max(memory["peak_rss_bytes"])
+        record = json.loads((run_dir / "config.json").read_text())
+        assert record["config"]["stage"] == stage
+        assert record["workload"]["stage_rank0"]["mode"] == stage
+    metrics = [k for k in epochs["memory"] if k.startswith(("train_", "val_"))]
+    assert "train_loss" in metrics and "val_auc" in metrics
+    assert len(epochs["memory"]["epoch"]) == len(epochs["stream"]["epoch"]) >= 1
+    for key in metrics:  # the same batches in the same order: the same numbers, bit for bit
+        np.testing.assert_array_equal(epochs["stream"][key], epochs["memory"][key], err_msg=key)
+
+
+def _damage_inspection(data):
+    with h5py.File(data / "val.h5", "r+") as f:
+        del f["weight"]
+
+
+def _damage_event(data):
+    """Flip bytes of training event 300's compressed chunk (rank 1's shard holds events 256..511)."""
+    path = data / "train.h5"
+    with h5py.File(path, "r") as f:
+        info = f["data"].id.get_chunk_info_by_coord((300, 0, 0, 0))
+    raw = bytearray(path.read_bytes())
+    middle = info.byte_offset + info.size // 2
+    raw[middle:middle + 16] = bytes(b ^ 0xFF for b in raw[middle:middle + 16])
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (_damage_inspection, "val.h5: missing dataset(s) weight"),
+    (_damage_event, "train.h5: cannot read events"),
+], ids=["inspection", "streamed_event"])
+def test_stream_bad_files_end_every_rank_with_one_line(ci_files, tmp_path, damage, fragment):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.h5", "val.h5"):
+        (data / name).write_bytes((ci_files / name).read_bytes())
+    damage(data)
+    result = mpirun(2, ["--benchmark", "resnet", "--preset", "ci", "--data", str(data),
+                        "--stage", "stream", "--epochs", "1", "--no-energy",
+                        "--out", str(tmp_path / "runs")], timeout=600)
+    assert result.returncode != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("ai500: error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
