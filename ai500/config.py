@@ -76,6 +76,8 @@ class RunConfig:
     intra_threads: int | None = None
     inter_threads: int | None = None
     stall_timeout_s: float = 300.0
+    # ai500.watchdog's initialisation phase (MPI start-up, data staging, model build), seconds
+    init_timeout_s: float = 1800.0
     checkpoint_every: int | None = None
     resume: str | None = None
     argv: list[str] = field(default_factory=list)
@@ -206,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
                    help="end the whole job if a rank makes no progress (no finished step, "
                    "evaluation or kernel) for this long: a rank died or hangs [default: 300]")
+    p.add_argument("--init-timeout", type=_positive_float, default=1800.0, metavar="SECONDS",
+                   help="end the whole job if a rank's initialisation (MPI start-up, data "
+                   "staging, model build: everything before the first epoch) takes longer "
+                   "[default: 1800]")
     p.add_argument("--intra-threads", type=_positive_int, default=None,
                    help="TensorFlow intra-op threads per rank [default: cores / ranks on the node]")
     p.add_argument("--inter-threads", type=_positive_int, default=None,
@@ -454,7 +460,8 @@ def resolve(argv: list[str]) -> RunConfig:
         model=sections.get("model", {}), data=sections.get("data", {}), micro=micro, system=system,
         seed=args.seed, data_path=args.data, out=args.out, run_name=args.run_name,
         intra_threads=args.intra_threads, inter_threads=args.inter_threads,
-        stall_timeout_s=args.stall_timeout, checkpoint_every=args.checkpoint_every,
+        stall_timeout_s=args.stall_timeout, init_timeout_s=args.init_timeout,
+        checkpoint_every=args.checkpoint_every,
         argv=list(argv), precision=precision, xla=args.xla, stage=stage,
     )
 
@@ -464,7 +471,7 @@ def resolve(argv: list[str]) -> RunConfig:
 # and how often it checkpoints. Everything that decides what is trained comes from config.json.
 # --epochs is not among them: the resnet schedule's cosine decay spans the configured epochs, so
 # changing them mid-run would make a learning-rate curve no uninterrupted run has.
-RESUME_OPTIONS = ("--resume", "--data", "--checkpoint-every", "--stall-timeout",
+RESUME_OPTIONS = ("--resume", "--data", "--checkpoint-every", "--stall-timeout", "--init-timeout",
                   "--intra-threads", "--inter-threads", "--no-energy", "--stage")
 
 
@@ -501,6 +508,7 @@ def resolve_resume(argv: list[str]) -> RunConfig:
         cfg, system=system, data_path=data_path, out=str(run_dir.resolve().parent),
         run_name=run_dir.resolve().name, resume=str(run_dir.resolve()),
         stall_timeout_s=given.get("stall_timeout", cfg.stall_timeout_s),
+        init_timeout_s=given.get("init_timeout", cfg.init_timeout_s),
         intra_threads=given.get("intra_threads", cfg.intra_threads),
         inter_threads=given.get("inter_threads", cfg.inter_threads),
         checkpoint_every=given.get("checkpoint_every", cfg.checkpoint_every), argv=list(argv),

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import sys
 import time
 import traceback
@@ -38,7 +39,14 @@ from ai500 import dist as distlib
 from ai500.data.pipeline import Prefetcher
 from ai500.errors import Ai500Error, ConfigError, TrainingError
 from ai500.trace import TraceWriter, trace_name
-from ai500.watchdog import Watchdog, inject_fault, parse_fault
+from ai500.watchdog import (
+    INIT_FAULT,
+    INIT_PHASE,
+    TRAINING_PHASE,
+    Watchdog,
+    inject_fault,
+    parse_fault,
+)
 
 clock = time.perf_counter
 
@@ -283,9 +291,10 @@ def resolve_precision(cfg: config.RunConfig, dist: distlib.Dist) -> config.RunCo
     return dataclasses.replace(cfg, precision=precision.default_precision(dist.gpu)[0])
 
 
-def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
+def execute(cfg: config.RunConfig, dist: distlib.Dist, watchdog: Watchdog) -> Path:
     """Build the workload, run its timed loop, write traces and (rank 0) the summary; rank 0
-    holds the run directory's lock throughout."""
+    holds the run directory's lock throughout. `watchdog` runs in its initialisation phase
+    until run_start, then in its training phase."""
     cfg = resolve_precision(cfg, dist)
     if cfg.precision == "fp16" and not dist.gpu.on_gpu and cfg.train and dist.is_root:
         print("ai500: note: fp16 on a CPU runs TensorFlow's emulated float16 kernels (slow): it "
@@ -293,12 +302,13 @@ def execute(cfg: config.RunConfig, dist: distlib.Dist) -> Path:
               file=sys.stderr, flush=True)
     owner = Owner()
     try:
-        return _execute(cfg, dist, owner)
+        return _execute(cfg, dist, owner, watchdog)
     finally:
         owner.release()
 
 
-def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
+def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner,
+             watchdog: Watchdog) -> Path:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
@@ -311,6 +321,7 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
                           "checkpoint_state())", everywhere=True)
     manifest, first_record = claim_for_resume(cfg, dist, owner) if cfg.resume else (None, None)
     error = None
+    inject_fault(parse_fault(os.environ.get("AI500_FAULT")), dist.rank, INIT_FAULT)
     try:
         workload = module.Workload(cfg, dist)
     except Ai500Error as exc:
@@ -388,19 +399,12 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner) -> Path:
         loop = functools.partial(train_loop, checkpointer=checkpointer,
                                  first_epoch=manifest["epoch"] + 1 if manifest else 0)
 
-    def stalled(idle: float) -> None:
-        print(f"ai500: error: rank {dist.rank} on {dist.host}: no progress for {idle:.0f} s "
-              f"(--stall-timeout {cfg.stall_timeout_s:g}): a rank died or hangs, or this rank "
-              "waits for one in a collective; ending the job", file=sys.stderr, flush=True)
-        distlib.abort(1)
-
-    watchdog = Watchdog(cfg.stall_timeout_s, stalled)
     meter.start()
     distlib.barrier()
     run_start = clock()
     trace.attrs.update(wall_start=time.time(), init_seconds=run_start - PROCESS_START)
     trace.before_flush(lambda t: meter.store(t, run_start))
-    watchdog.start()
+    watchdog.enter(TRAINING_PHASE, cfg.stall_timeout_s)
     try:
         loop(workload, cfg, dist, trace, run_start, watchdog.beat)
     except Ai500Error as exc:
@@ -475,6 +479,22 @@ def micro_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: Trace
         trace.flush()
         if dist.is_root:
             print(workload.format_row(row), flush=True)
+
+
+def stalled(cfg: config.RunConfig, idle: float, phase: str) -> None:
+    """The watchdog's verdict (ai500.watchdog): one line naming this rank, the phase and its
+    option, then the whole job ends. The rank is the launcher's (MPI may not have started)."""
+    if phase == INIT_PHASE:
+        what = "initialisation (MPI start-up, data staging, model build) made no progress"
+        option = f"--init-timeout {cfg.init_timeout_s:g}"
+        why = "a rank hangs staging its data or never joined the job"
+    else:
+        what, option = "no progress", f"--stall-timeout {cfg.stall_timeout_s:g}"
+        why = "a rank died or hangs"
+    print(f"ai500: error: rank {distlib.launcher_rank()} on {socket.gethostname()}: {what} for "
+          f"{idle:.0f} s ({option}): {why}, or this rank waits for one in a collective; ending "
+          "the job", file=sys.stderr, flush=True)
+    distlib.abort(1)
 
 
 def summarise(run_dir: Path, dist: distlib.Dist) -> None:
@@ -588,6 +608,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ai500: error: {exc}", file=sys.stderr, flush=True)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Watches from before MPI starts: a rank that never joins, or hangs staging its data, ends
+    # the job after --init-timeout instead of leaving the others in a collective forever.
+    watchdog = Watchdog(cfg.init_timeout_s, functools.partial(stalled, cfg), INIT_PHASE)
+    watchdog.start()
     try:
         dist = distlib.init()
     except Ai500Error as exc:
@@ -596,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ai500: error: {exc}", file=sys.stderr, flush=True)
         return 2
     try:
-        execute(cfg, dist)
+        execute(cfg, dist, watchdog)
         return 0
     except Ai500Error as exc:
         if exc.everywhere:

@@ -1,3 +1,7 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import pytest
 
 from ai500 import dist
@@ -51,8 +55,6 @@ class FakeJob:
     value, all wait, each gets the reduction (or the root's object); calls are counted."""
 
     def __init__(self, size: int):
-        import threading
-
         self.size, self.calls = size, []
         self._values: dict[int, object] = {}
         self._barrier = threading.Barrier(size)
@@ -67,9 +69,6 @@ class FakeJob:
         return result
 
     def run(self, messages: dict[int, str]) -> list:
-        import numpy as np
-        from concurrent.futures import ThreadPoolExecutor
-
         def one(rank: int):
             return dist.agree_over(
                 messages.get(rank), rank,

@@ -9,7 +9,15 @@ import pytest
 from conftest import load_summary, mpirun, python_module
 
 from ai500.trace import read_trace
-from ai500.watchdog import SLOW_FAULT_S, Watchdog, parse_fault
+from ai500.watchdog import (
+    INIT_FAULT,
+    INIT_PHASE,
+    SLOW_FAULT_S,
+    TRAINING_PHASE,
+    Watchdog,
+    parse_fault,
+    progress,
+)
 
 STALL_S = 45  # longer than a first step (graph tracing) takes on a loaded 2-core machine
 
@@ -46,15 +54,15 @@ def test_a_failing_rank_ends_the_job_and_loses_nothing(tmp_path, hep_ci_data, ki
 
 def test_watchdog_fires_once_after_the_timeout():
     fired = []
-    dog = Watchdog(0.2, fired.append)
+    dog = Watchdog(0.2, lambda idle, phase: fired.append((idle, phase)))
     dog.start()
     time.sleep(0.6)
-    assert len(fired) == 1 and fired[0] > 0.2
+    assert len(fired) == 1 and fired[0][0] > 0.2 and fired[0][1] == TRAINING_PHASE
 
 
 def test_watchdog_quiet_while_beating():
     fired = []
-    dog = Watchdog(0.3, fired.append)
+    dog = Watchdog(0.3, lambda idle, phase: fired.append(phase))
     dog.start()
     for _ in range(8):
         time.sleep(0.05)
@@ -63,10 +71,74 @@ def test_watchdog_quiet_while_beating():
     assert fired == []
 
 
-@pytest.mark.parametrize("text", ["rank=1", "rank=x,epoch=1,kind=exit", "rank=1,epoch=1,kind=boom"])
+def test_watchdog_phases_have_their_own_timeouts():
+    """Initialisation may be silent for longer than a training step; the training timeout
+    applies from the moment the phase is entered, and the verdict names the phase."""
+    fired = []
+    dog = Watchdog(2.0, lambda idle, phase: fired.append((idle, phase)), INIT_PHASE)
+    dog.start()
+    time.sleep(0.5)  # longer than the training timeout below, shorter than the init one
+    assert fired == []
+    dog.enter(TRAINING_PHASE, 0.2)
+    time.sleep(0.6)
+    dog.stop()
+    assert len(fired) == 1 and fired[0][1] == TRAINING_PHASE and 0.2 < fired[0][0] < 0.6
+
+
+def slow_evaluation(batches: int, seconds_per_batch: float, beat: bool) -> None:
+    """An evaluation loop as a workload runs it: batch after batch, progress() between them."""
+    for _ in range(batches):
+        time.sleep(seconds_per_batch)
+        if beat:
+            progress()
+
+
+@pytest.mark.parametrize("beat, killed", [(True, False), (False, True)])
+def test_a_slow_evaluation_that_reports_progress_is_not_killed(beat, killed):
+    """A healthy evaluation three times longer than the timeout lives while it calls
+    progress() between its batches; the same evaluation without them is killed."""
+    fired = []
+    dog = Watchdog(0.3, lambda idle, phase: fired.append(phase))
+    dog.start()
+    slow_evaluation(10, 0.1, beat)
+    dog.stop()
+    assert bool(fired) is killed
+    progress()  # no watchdog running: a no-op
+
+
+@pytest.mark.parametrize("text", ["rank=1", "rank=x,epoch=1,kind=exit", "rank=1,epoch=1,kind=boom",
+                                  "rank=1,epoch=start,kind=hang"])
 def test_malformed_fault_spec_is_refused(text):
     with pytest.raises(ValueError, match="AI500_FAULT"):
         parse_fault(text)
+
+
+def test_fault_during_initialisation_is_parsed():
+    assert parse_fault("rank=1,epoch=init,kind=hang") == {"rank": 1, "epoch": INIT_FAULT,
+                                                          "kind": "hang"}
+
+
+INIT_S = 20  # --init-timeout of the test below: longer than a loaded start-up takes to stage ci
+
+
+def test_watchdog_ends_a_job_whose_rank_hangs_while_staging(tmp_path, hep_ci_data):
+    """Rank 1 hangs as it stages its data; rank 0 waits for it in the error agreement. The
+    initialisation timeout ends the job (not the training stall timeout, which is longer here)
+    with a line naming the phase and the option, well before any epoch."""
+    start = time.monotonic()
+    result = mpirun(2, ["--benchmark", "resnet", "--preset", "ci", "--data", str(hep_ci_data),
+                        "--out", str(tmp_path), "--run-name", "r", "--init-timeout", str(INIT_S),
+                        "--stall-timeout", "600"],
+                    env={"AI500_FAULT": "rank=1,epoch=init,kind=hang"}, timeout=400)
+    elapsed = time.monotonic() - start
+    assert result.returncode != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("ai500: error:")]
+    assert lines and all(
+        "initialisation (MPI start-up, data staging, model build) made no progress for" in ln
+        and f"(--init-timeout {INIT_S})" in ln for ln in lines), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert elapsed < 300  # start-up + the init timeout + its check interval; the stall is 600 s
+    assert not list((tmp_path / "r").glob("trace-rank*.h5"))  # no epoch began
 
 
 def test_a_slow_rank_is_waited_for_at_the_barrier_not_counted_as_training(tmp_path, hep_ci_data):
