@@ -21,7 +21,7 @@ def _hep_set(d):
     hep.write_split(d / "train-a.h5", 30, seed=1, image_size=S)
     hep.write_split(d / "train-b.h5", 27, seed=2, image_size=S)
     hep.write_split(d / "val.h5", 13, seed=3, image_size=S)
-    return hep.HepLayout(S), hep.inspect_splits(d, S)
+    return lambda split: hep.HepLayout(split.sample_shape[1]), hep.inspect_splits(d, S)
 
 
 def _cosmo_set(d):
@@ -30,7 +30,7 @@ def _cosmo_set(d):
     # a float64 file: read through a scratch block and converted, like np.asarray(..., float32)
     np.save(d / "train-b.npy", cosmo.generate_maps(0, 31, seed=2, size=S).astype(np.float64) * 1.1)
     cosmo.write_split(d / "val.npy", 9, seed=3, size=S)
-    return cosmo.CosmoLayout(S), cosmo.inspect_splits(d, S)
+    return lambda split: cosmo.CosmoLayout(split.sample_shape[0]), cosmo.inspect_splits(d, S)
 
 
 def _weather_set(d):
@@ -38,8 +38,7 @@ def _weather_set(d):
     weather_synthetic.write_split(d / "train-a.h5", 9, seed=1, height=32, width=48)
     weather_synthetic.write_split(d / "train-b.h5", 8, seed=2, height=32, width=48)
     weather_synthetic.write_split(d / "val.h5", 5, seed=3, height=32, width=48)
-    splits = weather.inspect_splits(d)
-    return weather.WeatherLayout(splits["train"].sample_shape), splits
+    return lambda split: weather.WeatherLayout(split.sample_shape), weather.inspect_splits(d)
 
 
 @pytest.mark.parametrize("make", [_hep_set, _cosmo_set, _weather_set], ids=["hep", "cosmo", "weather"])

@@ -29,6 +29,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -219,6 +220,16 @@ class CosmoLayout:
         bad = ~np.isfinite(view).all(axis=(1, 2))
         if bad.any():
             raise DataError(f"{path}: map {lo + int(np.argmax(bad))} holds non-finite values")
+
+
+def open_shards(data_dir: Path, image_size: int, dist: Any,
+                stage: str) -> tuple[dict[str, stream.Staged | stream.Streamed], stream.StageChoice]:
+    """This rank's "train" and "val" shards of the map files under data_dir (field maps (n, S, S),
+    κ as in the files), inspected by rank 0 alone, staged or streamed as `stage` decides
+    (ai500.data.stream.open_files). Every rank must call it (a broadcast)."""
+    return stream.open_files(lambda: inspect_splits(Path(data_dir), image_size),
+                             lambda split: CosmoLayout(split.sample_shape[0]), dist, stage,
+                             "cosmo.inspect")
 
 
 def load_shard(data_dir: Path, split: str, rank: int, size: int, equal: bool,

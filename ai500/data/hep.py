@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -347,6 +348,16 @@ class HepLayout:
                 i = int(np.argmax(bad))
                 raise DataError(f"{path}: label of event {lo + i} is {out['label'][i]:g}, "
                                 "expected 0 or 1")
+
+
+def open_shards(data_dir: Path, image_size: int, dist: Any,
+                stage: str) -> tuple[dict[str, stream.Staged | stream.Streamed], stream.StageChoice]:
+    """This rank's "train" and "val" shards of the files under data_dir (fields data (n, S, S, 3),
+    label, weight, normweight), inspected by rank 0 alone, staged or streamed as `stage` decides
+    (ai500.data.stream.open_files). Every rank must call it (a broadcast)."""
+    return stream.open_files(lambda: inspect_splits(Path(data_dir), image_size),
+                             lambda split: HepLayout(split.sample_shape[1]), dist, stage,
+                             "hep.inspect")
 
 
 def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> dict[str, np.ndarray]:

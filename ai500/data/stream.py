@@ -289,21 +289,47 @@ def choose_stage(requested: str, shard_bytes: int, ranks_on_node: int, files: bo
                        f"rank(s) on the node = {limit} B")
 
 
-def stage_splits(layout: Layout, splits: dict[str, SplitFiles], rank: int, size: int,
-                 ranks_on_node: int, requested: str,
+def _ranges(totals: dict[str, int], rank: int, size: int, unit: str) -> dict[str, tuple[int, int]]:
+    """This rank's [start, stop) of each split: "train" equal on every rank, "val" all covered."""
+    return {split: common.shard_range(total, rank, size, split == "train", unit=unit)
+            for split, total in totals.items()}
+
+
+def stage_splits(layout_for: Callable[[SplitFiles], Layout], splits: dict[str, SplitFiles],
+                 rank: int, size: int, ranks_on_node: int, requested: str,
                  mem_available: int | None = None) -> tuple[dict[str, Staged | Streamed], StageChoice]:
     """This rank's training shard (equal sizes on every rank) and validation shard (all samples
-    covered), staged or streamed as choose_stage decides for both together. Reads only this
-    rank's rows (no collectives: call after every `once`)."""
-    shards = {}
-    for split, equal in (("train", True), ("val", False)):
-        start, stop = common.shard_range(splits[split].total, rank, size, equal, unit=layout.unit)
-        shards[split] = Shard(layout, splits[split], start, stop)
+    covered), each read through layout_for(its split), staged or streamed as choose_stage decides
+    for both together. Reads only this rank's rows (no collectives: call after every `once`)."""
+    ranges = _ranges({k: v.total for k, v in splits.items()}, rank, size,
+                     layout_for(splits["train"]).unit)
+    shards = {k: Shard(layout_for(splits[k]), splits[k], *ranges[k]) for k in splits}
     choice = choose_stage(requested, sum(s.nbytes for s in shards.values()), ranks_on_node,
                           files=True, mem_available=mem_available)
     if choice.mode == "stream":
         return {k: Streamed(s) for k, s in shards.items()}, choice
     return {k: Staged(s.load(), s.start) for k, s in shards.items()}, choice
+
+
+def open_files(inspect: Callable[[], dict[str, SplitFiles]],
+               layout_for: Callable[[SplitFiles], Layout], dist: Any, requested: str,
+               name: str) -> tuple[dict[str, Staged | Streamed], StageChoice]:
+    """A workload's shards from files: rank 0 runs inspect() (e.g. hep.inspect_splits) and
+    broadcasts it (`once`), then each rank stages or streams its shards (stage_splits)."""
+    splits = once(dist, inspect, name)
+    return stage_splits(layout_for, splits, dist.rank, dist.size, dist.local_size, requested)
+
+
+def stage_synthetic(layout: Layout, totals: dict[str, int], dist: Any, requested: str,
+                    generate: Callable[[str, int, int], dict[str, np.ndarray]]
+                    ) -> tuple[dict[str, Staged], StageChoice]:
+    """A workload's shards of a synthetic set, generated in memory: generate(split, start, count)
+    makes the fields of samples [start, start + count) of split; the choice is always memory
+    (--stage stream is a ConfigError, raised before anything is generated)."""
+    ranges = _ranges(totals, dist.rank, dist.size, layout.unit)
+    choice = choose_stage(requested, sample_bytes(layout) * sum(b - a for a, b in ranges.values()),
+                          dist.local_size, files=False)
+    return {k: Staged(generate(k, a, b - a), a) for k, (a, b) in ranges.items()}, choice
 
 
 def once(dist: Any, compute: Callable[[], T], name: str) -> T:

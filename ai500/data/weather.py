@@ -146,6 +146,16 @@ class WeatherLayout:
             _check_boxes(path, lo, out["boxes"], height, width)
 
 
+def open_shards(data_dir: Path, dist: Any,
+                stage: str) -> tuple[dict[str, stream.Staged | stream.Streamed], stream.StageChoice]:
+    """This rank's "train" and "val" shards of the files under data_dir (fields images
+    (n, C, H, W), boxes (n, 15, 5)), inspected by rank 0 alone, staged or streamed as `stage`
+    decides (ai500.data.stream.open_files). Every rank must call it (a broadcast)."""
+    return stream.open_files(lambda: inspect_splits(Path(data_dir)),
+                             lambda split: WeatherLayout(split.sample_shape), dist, stage,
+                             "weather.inspect")
+
+
 def load_range(files: list[Path], counts: list[int], start: int, stop: int) -> dict[str, np.ndarray]:
     """Read global samples [start, stop) of the concatenated `files` (with `counts` samples each), only
     those: `images` (n, 16, H, W) float32 and `boxes` (n, 15, 5) float32, each into one buffer

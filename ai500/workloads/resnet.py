@@ -51,22 +51,17 @@ def load_shards(data: DataSettings, data_path: str | None, dist: Dist,
     HEP-CNN layout (inspected by rank 0 alone and broadcast, then staged in memory or streamed as
     `stage` decides) or, without a path, generated in memory. The one collective (the inspection's
     broadcast) comes before anything a rank can fail at alone (see ai500.data.stream.once)."""
-    size = data.image_size
     if data_path is None:
-        ranges = {split: hep.shard_range(n, dist.rank, dist.size, equal=equal)
-                  for split, n, equal in (("train", data.n_train, True), ("val", data.n_val, False))}
-        choice = stream.choose_stage(
-            stage, stream.sample_bytes(hep.HepLayout(size)) * sum(b - a for a, b in ranges.values()),
-            dist.local_size, files=False)
-        shards = {split: stream.Staged(hep.generate_events(
-            start, stop - start, common.split_seed(data.seed, split), size, channels_last=True),
-            start) for split, (start, stop) in ranges.items()}
-        return (shards["train"], shards["val"], choice,
-                f"synthetic, generated in memory (data seed {data.seed})")
-    splits = stream.once(dist, lambda: hep.inspect_splits(Path(data_path), size), "hep.inspect")
-    shards, choice = stream.stage_splits(hep.HepLayout(size), splits, dist.rank, dist.size,
-                                         dist.local_size, stage)
-    return shards["train"], shards["val"], choice, f"files under {data_path}"
+        shards, choice = stream.stage_synthetic(
+            hep.HepLayout(data.image_size), {"train": data.n_train, "val": data.n_val}, dist, stage,
+            lambda split, start, count: hep.generate_events(
+                start, count, common.split_seed(data.seed, split), data.image_size,
+                channels_last=True))
+        source = f"synthetic, generated in memory (data seed {data.seed})"
+    else:
+        shards, choice = hep.open_shards(Path(data_path), data.image_size, dist, stage)
+        source = f"files under {data_path}"
+    return shards["train"], shards["val"], choice, source
 
 
 class Workload:
