@@ -202,3 +202,12 @@ def test_an_empty_shard_only_where_allowed():
     assert common.shard_range(1, 1, 2, equal=False, allow_empty=True) == (1, 1)
     with pytest.raises(DataError):
         common.shard_range(1, 1, 2, equal=False)
+
+
+def test_channels_last_generation_is_the_transposed_layout():
+    first = hep.generate_events(3, 6, seed=2, image_size=S)
+    last = hep.generate_events(3, 6, seed=2, image_size=S, channels_last=True)
+    assert last["data"].shape == (6, S, S, 3) and last["data"].flags.c_contiguous
+    np.testing.assert_array_equal(last["data"], first["data"].transpose(0, 2, 3, 1))
+    for key in hep.KEYS[1:]:
+        np.testing.assert_array_equal(last[key], first[key])
