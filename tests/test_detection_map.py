@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ai500.metrics.detection import mean_average_precision
+from ai500.metrics.detection import mean_average_precision, truth_rows
 
 A = [0.0, 0.0, 10.0, 10.0]
 B = [20.0, 20.0, 30.0, 30.0]
@@ -172,3 +172,13 @@ def test_matches_a_straightforward_reference_on_random_scenes():
 def test_bad_inputs_raise(detections, truths, num_classes):
     with pytest.raises(ValueError):
         mean_average_precision(detections, truths, num_classes)
+
+
+def test_truth_rows_lists_used_boxes_by_image():
+    boxes = np.full((2, 3, 5), -1.0)
+    boxes[0, 0] = [1, 2, 3, 4, 2]
+    boxes[1, 0] = [5, 6, 7, 8, 0]
+    boxes[1, 1] = [9, 10, 11, 12, 3]
+    np.testing.assert_array_equal(truth_rows(boxes, np.array([10, 11])), [
+        [10, 2, 1, 2, 3, 4], [11, 0, 5, 6, 7, 8], [11, 3, 9, 10, 11, 12]])
+    assert truth_rows(np.full((1, 3, 5), -1.0), np.array([0])).shape == (0, 6)

@@ -73,6 +73,17 @@ def _average_precision(tp: np.ndarray, num_truths: int) -> float:
     return float(np.sum((recall[steps + 1] - recall[steps]) * envelope[steps + 1]))
 
 
+def truth_rows(boxes: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
+    """Label rows (n, B, 5) `ymin, xmin, ymax, xmax, class` (unused rows class -1) of images with ids
+    (n,) -> the truths table [G, 6] (image_id, class, ymin, xmin, ymax, xmax) of
+    mean_average_precision, float64, image by image."""
+    boxes = np.asarray(boxes)
+    used = boxes[..., 4] >= 0
+    image_id = np.broadcast_to(np.asarray(image_ids)[:, None], used.shape)[used]
+    return np.column_stack([image_id, boxes[used][:, 4], boxes[used][:, :4]]).astype(
+        np.float64).reshape(-1, 6)
+
+
 def mean_average_precision(detections: np.ndarray, truths: np.ndarray, num_classes: int,
                            iou_threshold: float = 0.5) -> dict:
     """Mean over classes of the VOC 2010+ average precision.

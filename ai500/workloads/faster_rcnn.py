@@ -221,10 +221,8 @@ class Workload:
     def evaluate(self) -> dict[str, float]:
         distlib.average_statistics([self.model])  # one model on every rank, evaluated and saved
         if self._truths is None:  # the true boxes never change: gather them once
-            used = self.val_boxes[..., 4] >= 0
-            image_id = np.broadcast_to(self.val_index[:, None], used.shape)[used]
-            rows = np.column_stack([image_id, self.val_boxes[used][:, 4], self.val_boxes[used][:, :4]])
-            self._truths = distlib.allgather_array(rows.astype(np.float64).reshape(-1, 6))
+            self._truths = distlib.allgather_array(detection.truth_rows(self.val_boxes,
+                                                                        self.val_index))
             self._val_fields = float(distlib.allreduce_sum([len(self.val_images)])[0])
         rows = [np.column_stack([np.full(len(s), gid), c, s, b])
                 for gid, (b, s, c) in zip(self.val_index, self.detections(self.val_images))]
