@@ -23,6 +23,7 @@ from ai500.dist import Dist
 from ai500.errors import ConfigError
 from ai500.metrics import flops, quality
 from ai500.models.resnet import ResNetConfig, build_resnet
+from ai500.watchdog import progress
 from ai500.workloads import steps_per_epoch
 from ai500.workloads.schedule import schedule_for
 
@@ -157,7 +158,10 @@ class Workload:
         # Read (a streamed shard: from the files) one batch ahead of the prediction.
         with Prefetcher((b["data"],) for b in self.val.batches(stream.blocks(len(self.val),
                                                                             EVAL_BATCH))) as parts:
-            local = [self._predict(images).numpy() for (images,) in parts]
+            local = []
+            for (images,) in parts:
+                local.append(self._predict(images).numpy())
+                progress()  # a long evaluation is progress, not a stall, for the watchdog
         scores = distlib.allgather_array(np.concatenate(local).astype(np.float64))
         eps = 1e-7
         p = np.clip(scores, eps, 1 - eps)
