@@ -89,3 +89,44 @@ def test_xla(tmp_path, benchmark, mode):
 
 def record_policy(run_dir) -> str:
     return json.loads((run_dir / "config.json").read_text())["precision"]["keras_policy"]
+
+
+def test_fp16_resume_continues_the_loss_scale_and_the_weights(tmp_path):
+    """An fp16 run killed after its epoch-1 checkpoint and resumed ends where the uninterrupted
+    run ends: weights, optimizer slots and the dynamic loss scale's state (scale and its count of
+    finite steps) are in the checkpoint, and the resumed epoch trains at the saved scale."""
+    import tensorflow as tf
+
+    override = tmp_path / "fewer.yaml"
+    override.write_text(f"data: {FEWER['resnet']}\n")
+    out = tmp_path / "runs"
+
+    def args(name: str) -> list[str]:
+        return ["--benchmark", "resnet", "--preset", "ci", "--precision", "fp16", "--epochs", "3",
+                "--no-stop-at-target", "--checkpoint-every", "1", "--config", str(override),
+                "--out", str(out), "--run-name", name]
+
+    full = mpirun(2, args("full"), timeout=900)
+    assert full.returncode == 0, full.stderr[-3000:]
+    cut = mpirun(2, args("cut"), timeout=900, env={"AI500_FAULT": "rank=1,epoch=2,kind=exit"})
+    assert cut.returncode != 0
+    resumed = mpirun(2, ["--resume", str(out / "cut")], timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    def state(run) -> dict:
+        manifest = json.loads((run / "checkpoint.json").read_text())
+        reader = tf.train.load_checkpoint(str(run / manifest["path"] / "state"))
+        return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+                if key != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+    a, b = state(out / "full"), state(out / "cut")
+    scale_keys = [key for key in a if "loss_scale" in key or "counter" in key]
+    assert scale_keys, sorted(a)  # the loss scale's state is saved at all
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-6, err_msg=key)
+    before = read_trace(out / "full" / "trace-rank00000.h5").epochs
+    after = read_trace(out / "cut" / "segment-01" / "trace-rank00000.h5").epochs
+    assert after["epoch"].tolist() == [2]
+    for key in ("train_loss", "train_loss_scale"):
+        np.testing.assert_allclose(after[key], before[key][2:], rtol=0, atol=1e-6, err_msg=key)
