@@ -39,11 +39,12 @@ import tensorflow as tf
 from ai500 import dist as distlib
 from ai500 import precision
 from ai500.config import RunConfig, settings_from
-from ai500.data import common, cosmo
+from ai500.data import common, cosmo, stream
 from ai500.dist import Dist
 from ai500.metrics import cosmo_quality as cq
 from ai500.metrics import flops
 from ai500.models.dcgan import DCGANConfig, build_discriminator, build_generator
+from ai500.watchdog import progress
 from ai500.workloads import steps_per_epoch
 from ai500.workloads.schedule import schedule_for
 
@@ -77,19 +78,23 @@ class DataSettings:
             raise ValueError("norm_shift, norm_scale and norm_log_range must be > 0")
 
 
-def load_shards(data: DataSettings, data_path: str | None, dist: Dist) -> tuple[np.ndarray, np.ndarray, str]:
-    """This rank's training maps (equal counts on all ranks) and held-out maps (all covered), as κ
-    float32 (n, S, S). No collectives: a rank whose shard is bad must reach the error agreement."""
-    size = data.image_size
+def load_shards(data: DataSettings, data_path: str | None, dist: Dist, stage: str
+                ) -> tuple[stream.Staged | stream.Streamed, stream.Staged | stream.Streamed,
+                           stream.StageChoice, str]:
+    """This rank's training maps (equal counts on all ranks) and held-out maps (all covered), field
+    maps: κ float32 (n, S, S); from CosmoGAN files (inspected by rank 0 alone and broadcast, then
+    staged in memory or streamed as `stage` decides) or, without a path, generated in memory. The
+    one collective (the inspection's broadcast) comes before anything a rank can fail at alone."""
     if data_path is None:
-        t0, t1 = cosmo.shard_range(data.n_train, dist.rank, dist.size, equal=True)
-        v0, v1 = cosmo.shard_range(data.n_val, dist.rank, dist.size, equal=False)
-        train = cosmo.generate_maps(t0, t1 - t0, cosmo.split_seed(data.seed, "train"), size)
-        val = cosmo.generate_maps(v0, v1 - v0, cosmo.split_seed(data.seed, "val"), size)
-        return train, val, f"synthetic, generated in memory (data seed {data.seed})"
-    train, _ = cosmo.load_shard(Path(data_path), "train", dist.rank, dist.size, True, size)
-    val, _ = cosmo.load_shard(Path(data_path), "val", dist.rank, dist.size, False, size)
-    return train, val, f"files under {data_path}"
+        shards, choice = stream.stage_synthetic(
+            cosmo.CosmoLayout(data.image_size), {"train": data.n_train, "val": data.n_val}, dist,
+            stage, lambda split, start, count: {"maps": cosmo.generate_maps(
+                start, count, cosmo.split_seed(data.seed, split), data.image_size)})
+        source = f"synthetic, generated in memory (data seed {data.seed})"
+    else:
+        shards, choice = cosmo.open_shards(Path(data_path), data.image_size, dist, stage)
+        source = f"files under {data_path}"
+    return shards["train"], shards["val"], choice, source
 
 
 def evaluation_latents(maps: int, latent_dim: int, seed: int, dist: Dist) -> np.ndarray:
@@ -111,8 +116,9 @@ class Workload:
     def __init__(self, cfg: RunConfig, dist: Dist):
         self.cfg, self.dist = cfg, dist
         self.data = settings_from(DataSettings, cfg.data, "data")
-        kappa_train, self.val_kappa, self.data_source = load_shards(self.data, cfg.data_path, dist)
-        self.train = self._normalise(kappa_train)[..., None]
+        self.train, self.val, choice, self.data_source = load_shards(self.data, cfg.data_path,
+                                                                      dist, cfg.stage)
+        self.stage = choice.describe()  # recorded by the driver in this rank's trace
         self.model_cfg = settings_from(DCGANConfig, {**cfg.model, "image_size": self.data.image_size},
                                    "model")
         with precision.policy(cfg.precision):
@@ -157,7 +163,8 @@ class Workload:
             "data_source": self.data_source,
             "train_maps_per_rank": len(self.train),
             "train_maps_used_per_epoch": self.steps_per_epoch * self.samples_per_step * self.dist.size,
-            "val_maps_this_rank": len(self.val_kappa),
+            "stage_rank0": self.stage,
+            "val_maps_this_rank": len(self.val),
             "eval_generated_maps": self.data.eval_maps,
             "eval_generated_maps_this_rank": len(self.eval_latent),
             "normalisation": f"s = clip(ln((k + {self.data.norm_shift:g}) / {self.data.norm_scale:g}) / "
@@ -179,13 +186,14 @@ class Workload:
 
     def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         # Map order from (seed, epoch, rank); latent noise from (seed, rank, epoch, step).
-        order = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank]).permutation(len(self.train))
+        # Staged or streamed, the same maps (normalisation is elementwise, so per batch is exact).
+        _, order = stream.epoch_order(self.cfg.seed, epoch, self.dist.rank, len(self.train))
         batch, latent = self.samples_per_step, self.model_cfg.latent_dim
-        for step in range(self.steps_per_epoch):
-            idx = np.sort(order[step * batch:(step + 1) * batch])
+        maps = self.train.batches(stream.step_indices(order, batch, self.steps_per_epoch))
+        for step, b in enumerate(maps):
             z = np.random.default_rng([self.cfg.seed, self.dist.rank, epoch, step]).standard_normal(
                 (batch, latent)).astype(np.float32)
-            yield self.train[idx], z
+            yield self._normalise(b["maps"])[..., None], z
 
     def _losses(self, real, z):
         """Forward pass of both networks: (d_loss, g_loss, real logits, fake logits), float32
@@ -238,9 +246,11 @@ class Workload:
         """Normalised maps s (n, S, S) float32 from latent vectors: the averaged generator, batches
         of EVAL_BATCH (so a map depends on its batch, identically in every evaluation)."""
         size = self.data.image_size
-        return np.concatenate([np.zeros((0, size, size), np.float32)] +
-                              [self._generate(z[i:i + EVAL_BATCH]).numpy()
-                               for i in range(0, len(z), EVAL_BATCH)])
+        maps = [np.zeros((0, size, size), np.float32)]
+        for i in range(0, len(z), EVAL_BATCH):
+            maps.append(self._generate(z[i:i + EVAL_BATCH]).numpy())
+            progress()  # a long evaluation is progress, not a stall, for the watchdog
+        return np.concatenate(maps)
 
     def _summary(self, kappa: np.ndarray, s: np.ndarray) -> np.ndarray:
         sums, counts = cq.spectrum_sums(kappa)
@@ -255,7 +265,10 @@ class Workload:
 
     def evaluate(self) -> dict[str, float]:
         if self._real_stats is None:  # the held-out maps never change: summarise them once
-            self._real_stats = self._reduce(self._summary(self.val_kappa, self._normalise(self.val_kappa)))
+            # (additive summaries, so batch by batch: a streamed shard is never held whole)
+            local = sum(self._summary(b["maps"], self._normalise(b["maps"])) for b in
+                        self.val.batches(stream.blocks(len(self.val), EVAL_BATCH)))
+            self._real_stats = self._reduce(local)
         s = self.generate(self.eval_latent)
         gen = self._reduce(self._summary(self._denormalise(s), s))
         # One model on every rank, to checkpoint. After generating: evaluation uses batch
@@ -303,9 +316,9 @@ class Workload:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        n = min(n_show, len(self.eval_latent), len(self.val_kappa))
+        n = min(n_show, len(self.eval_latent), len(self.val))
         gen = self._denormalise(self.generate(self.eval_latent[:n]))
-        real = self.val_kappa[:n]
+        real = next(self.val.batches([np.arange(n)]))["maps"]
         lo, hi = np.percentile(real, [1, 99])
         fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
         for j in range(n):
