@@ -95,7 +95,7 @@ def test_dcgan_and_faster_rcnn_outputs_are_float32_under_bf16():
 
     cfg = config.resolve(["--benchmark", "faster_rcnn", "--preset", "ci", "--precision", "bf16"])
     w = faster_rcnn.Workload(cfg, ONE_RANK)
-    _, logits, deltas = w.model(w.val_images[:1], training=False)
+    _, logits, deltas = w.model(next(w.validation_crops([np.arange(1)])), training=False)
     assert logits.dtype == deltas.dtype == tf.float32
     class_logits, roi_deltas = w.model.box_head(tf.zeros((2, *w.model.box_head.input_shape[1:])))
     assert class_logits.dtype == roi_deltas.dtype == tf.float32

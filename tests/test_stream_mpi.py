@@ -1,5 +1,5 @@
 """--stage stream under real `mpirun -np 2` runs at the ci preset, from the benchmark's files (resnet
-HEP HDF5, dcgan CosmoGAN .npy): the same losses and metrics as --stage memory with the same seed, the choice and peak RSS per rank in
+HEP HDF5, dcgan CosmoGAN .npy, faster_rcnn Extreme Weather HDF5): the same losses and metrics as --stage memory with the same seed, the choice and peak RSS per rank in
 the traces and the summary; and bad files (found by rank 0's inspection, or by one rank's stream
 in the middle of an epoch) end the job with one line. Select with `pytest -k stream`."""
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import mpirun
 
-from ai500.data import cosmo, hep
+from ai500.data import cosmo, hep, weather_synthetic
 from ai500.trace import read_trace
 
 SEED = 5
@@ -34,6 +34,14 @@ def cosmo_files(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def weather_files(tmp_path_factory):
+    """The faster_rcnn ci set (32 + 16 fields, 80x112) written as files."""
+    d = tmp_path_factory.mktemp("weather") / "data"
+    weather_synthetic.generate_dataset(d, 32, 16, seed=1234, height=80, width=112)
+    return d
+
+
 def _run(data, out, stage: str, benchmark: str = "resnet"):
     result = mpirun(2, ["--benchmark", benchmark, "--preset", "ci", "--data", str(data),
                         "--stage", stage, "--seed", str(SEED), "--no-energy", "--out", str(out),
@@ -43,7 +51,8 @@ def _run(data, out, stage: str, benchmark: str = "resnet"):
 
 
 @pytest.mark.parametrize("benchmark, files, quality", [("resnet", "ci_files", "val_auc"),
-                                                       ("dcgan", "cosmo_files", "val_quality")])
+                                                       ("dcgan", "cosmo_files", "val_quality"),
+                                                       ("faster_rcnn", "weather_files", "val_map")])
 def test_stream_gives_the_losses_of_memory(benchmark, files, quality, request, tmp_path):
     data = request.getfixturevalue(files)
     runs = {stage: _run(data, tmp_path / "runs", stage, benchmark)

@@ -233,6 +233,25 @@ def random_crop(images: np.ndarray, boxes: np.ndarray, crop_h: int, crop_w: int,
     out = np.empty((n, images.shape[1], crop_h, crop_w), images.dtype)
     for k in range(n):
         out[k] = images[k, :, y0[k]:y0[k] + crop_h, x0[k]:x0[k] + crop_w]
+    return out, _move_boxes(boxes, y0, x0, crop_h, crop_w)
+
+
+def centre_crop_boxes(boxes: np.ndarray, height: int, width: int, crop_h: int,
+                      crop_w: int) -> np.ndarray:
+    """The boxes (n, 15, 5) of height x width fields as random_crop(..., rng=None) leaves them, without
+    the images (a streamed validation shard's boxes are known before its fields are read)."""
+    if (crop_h, crop_w) == (height, width):
+        return boxes
+    n = len(boxes)
+    return _move_boxes(boxes, np.full(n, (height - crop_h) // 2), np.full(n, (width - crop_w) // 2),
+                       crop_h, crop_w)
+
+
+def _move_boxes(boxes: np.ndarray, y0: np.ndarray, x0: np.ndarray, crop_h: int,
+                crop_w: int) -> np.ndarray:
+    """Boxes moved into crops at offsets (y0, x0) per sample: clipped, dropped (-1 rows) when they
+    keep less than half their area or are under 2 pixels high or wide, used rows first."""
+    n = len(boxes)
     used = boxes[..., 4] != -1
     shift = np.stack([y0, x0, y0, x0], axis=1)[:, None, :].astype(np.float32)
     limit = np.array([crop_h, crop_w, crop_h, crop_w], np.float32)
@@ -245,4 +264,4 @@ def random_crop(images: np.ndarray, boxes: np.ndarray, crop_h: int, crop_w: int,
         rows = np.flatnonzero(keep[k])
         new[k, :rows.size, :4] = moved[k, rows]
         new[k, :rows.size, 4] = boxes[k, rows, 4]
-    return out, new
+    return new

@@ -4,8 +4,10 @@ Data: 16-channel fields in the Extreme Weather HDF5 layout (ai500.data.weather),
 from files. Training takes a random crop of `crop_height × crop_width` from each field every epoch
 (boxes shifted and clipped; mostly-cut boxes dropped), validation the centre crop; at the full
 preset the crop is the whole 768×1152 field. Channels are standardised with means and standard
-deviations of the first NORM_SAMPLES training fields, which every rank reads, so all ranks use the
-same numbers whatever their count.
+deviations of the first NORM_SAMPLES training fields, computed by rank 0 and broadcast, so all ranks
+use the same numbers whatever their count. Fields are staged in memory or streamed from the files
+(--stage, ai500.data.stream); validation fields are centre-cropped and standardised once when staged,
+batch by batch at every evaluation when streamed.
 
 Quality: mAP at IoU 0.5 over the four classes on the whole validation set: every rank detects on
 its shard, the detections and true boxes are gathered (global image ids) and every rank computes
@@ -14,7 +16,7 @@ the same mAP and per-class AP.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,12 @@ import tensorflow as tf
 from ai500 import dist as distlib
 from ai500 import precision
 from ai500.config import RunConfig, settings_from
-from ai500.data import common, weather, weather_synthetic
+from ai500.data import common, stream, weather, weather_synthetic
 from ai500.dist import Dist
 from ai500.errors import ConfigError
 from ai500.metrics import detection, flops
 from ai500.models.faster_rcnn import FasterRCNN, FasterRCNNConfig
+from ai500.watchdog import progress
 from ai500.workloads import steps_per_epoch
 from ai500.workloads.schedule import schedule_for
 
@@ -60,48 +63,42 @@ class DataSettings:
                              f"{self.field_height}x{self.field_width}")
 
 
-def load_shards(data: DataSettings, data_path: str | None,
-                dist: Dist) -> tuple[dict, dict, tuple[np.ndarray, np.ndarray], str]:
-    """This rank's training fields (equal counts on all ranks) and validation fields (all covered,
-    with their global index), each {"images": (n, 16, H, W), "boxes": (n, 15, 5)}, and the channel
-    means and standard deviations of the first NORM_SAMPLES training fields, read NORM_BLOCK at a
-    time (a full-size field is 57 MB). No collectives (see ai500.workloads)."""
+def load_shards(data: DataSettings, data_path: str | None, dist: Dist, stage: str
+                ) -> tuple[stream.Staged | stream.Streamed, stream.Staged | stream.Streamed,
+                           tuple[np.ndarray, np.ndarray], stream.StageChoice, str]:
+    """This rank's training fields (equal counts on all ranks) and validation fields (all covered),
+    each with fields images (n, 16, H, W) and boxes (n, 15, 5), staged or streamed as `stage`
+    decides, and the channel means and standard deviations of the first NORM_SAMPLES training
+    fields, read NORM_BLOCK at a time (a full-size field is 57 MB). Rank 0 alone inspects the files
+    and computes the statistics, and broadcasts both: these collectives come before anything a rank
+    can fail at alone (see ai500.data.stream.once)."""
     shape = (data.field_height, data.field_width)
     if data_path is None:
         seeds = {split: common.split_seed(data.seed, split) for split in common.SPLITS}
-        t0, t1 = common.shard_range(data.n_train, dist.rank, dist.size, equal=True, unit="fields")
-        v0, v1 = common.shard_range(data.n_val, dist.rank, dist.size, equal=False, unit="fields")
-        train = weather_synthetic.generate_samples(t0, t1 - t0, seeds["train"], *shape)
-        val = weather_synthetic.generate_samples(v0, v1 - v0, seeds["val"], *shape)
+        shards, choice = stream.stage_synthetic(
+            weather.WeatherLayout((len(weather.CHANNELS), *shape)),
+            {"train": data.n_train, "val": data.n_val}, dist, stage,
+            lambda split, start, count: weather_synthetic.generate_samples(
+                start, count, seeds[split], *shape))
         n_norm = min(NORM_SAMPLES, data.n_train)
-        stats = weather.normalisation(
+        stats = weather.normalisation_once(dist, lambda: (
             weather_synthetic.generate_samples(lo, min(NORM_BLOCK, n_norm - lo), seeds["train"],
                                                *shape)["images"]
-            for lo in range(0, n_norm, NORM_BLOCK))
-        source = f"synthetic, generated in memory (data seed {data.seed})"
-    else:
-        # Both splits' layouts are checked before any field is read.
-        ranges = {}
-        for split, equal in (("train", True), ("val", False)):
-            files = common.split_files(Path(data_path), split, ".h5")
-            counts = weather.inspect_files(files)
-            ranges[split] = (files, counts, *common.shard_range(
-                sum(counts), dist.rank, dist.size, equal=equal, unit="fields"))
-        train, val = (weather.load_range(*ranges[split]) for split in ("train", "val"))
-        files, counts, _, _ = ranges["train"]
-        n_norm = min(NORM_SAMPLES, sum(counts))
-        stats = weather.normalisation(
-            weather.load_range(files, counts, lo, min(lo + NORM_BLOCK, n_norm))["images"]
-            for lo in range(0, n_norm, NORM_BLOCK))
-        v0 = ranges["val"][2]
-        source = f"files under {data_path}"
-    for name, split in (("training", train), ("validation", val)):
-        if split["images"].shape[2:] != shape:
-            raise ConfigError(f"{name} fields are {split['images'].shape[2]}x"
-                              f"{split['images'].shape[3]}; the preset's data section says "
-                              f"{shape[0]}x{shape[1]} (set field_height/field_width with --config)")
-    val["index"] = np.arange(v0, v0 + len(val["images"]))
-    return train, val, stats, source
+            for lo in range(0, n_norm, NORM_BLOCK)))
+        return shards["train"], shards["val"], stats, choice, (
+            f"synthetic, generated in memory (data seed {data.seed})")
+    # Both splits' layouts are checked (by rank 0) before any field is read.
+    splits = stream.once(dist, lambda: weather.inspect_splits(Path(data_path)), "weather.inspect")
+    for name, split in (("training", splits["train"]), ("validation", splits["val"])):
+        if split.sample_shape[1:] != shape:
+            raise ConfigError(f"{name} fields are {split.sample_shape[1]}x{split.sample_shape[2]}; "
+                              f"the preset's data section says {shape[0]}x{shape[1]} (set "
+                              "field_height/field_width with --config)")
+    stats = weather.normalisation_once(
+        dist, lambda: weather.first_fields(splits["train"], NORM_SAMPLES, NORM_BLOCK))
+    shards, choice = stream.stage_splits(lambda s: weather.WeatherLayout(s.sample_shape), splits,
+                                         dist.rank, dist.size, dist.local_size, stage)
+    return shards["train"], shards["val"], stats, choice, f"files under {data_path}"
 
 
 class Workload:
@@ -112,20 +109,27 @@ class Workload:
     def __init__(self, cfg: RunConfig, dist: Dist):
         self.cfg, self.dist = cfg, dist
         self.data = settings_from(DataSettings, cfg.data, "data")
-        self.train, val, (self.mean, self.std), self.data_source = load_shards(
-            self.data, cfg.data_path, dist)
+        self.train, self.val, (self.mean, self.std), choice, self.data_source = load_shards(
+            self.data, cfg.data_path, dist, cfg.stage)
+        self.stage = choice.describe()  # recorded by the driver in this rank's trace
         self.crop = (self.data.crop_height, self.data.crop_width)
-        images, self.val_boxes = weather.random_crop(val["images"], val["boxes"], *self.crop, None)
-        self.val_images = self._standardise(images)
-        self.val_index = val["index"]
-        channels = self.val_images.shape[-1]
+        self.val_boxes = weather.centre_crop_boxes(self.val.field("boxes"), self.data.field_height,
+                                                   self.data.field_width, *self.crop)
+        self.val_index = np.arange(self.val.start, self.val.start + len(self.val))
+        # Staged: the cropped, standardised validation fields are prepared once, and the raw
+        # shard is let go. Streamed: they are read and prepared at every evaluation.
+        self._val_images: np.ndarray | None = None
+        if self.val.mode == "memory":
+            self._val_images = np.concatenate(list(self.validation_crops(
+                stream.blocks(len(self.val), EVAL_BATCH))))
+            self.val = None
+        channels = len(weather.CHANNELS)
         self.model_cfg = settings_from(FasterRCNNConfig,
                                        {**cfg.model, "input_shape": (*self.crop, channels)}, "model")
         with precision.policy(cfg.precision):
             self.model = FasterRCNN(self.model_cfg, jit_compile=cfg.xla)
         self.samples_per_step = cfg.train.batch_size
-        self.steps_per_epoch = steps_per_epoch(len(self.train["images"]), self.samples_per_step,
-                                               "fields")
+        self.steps_per_epoch = steps_per_epoch(len(self.train), self.samples_per_step, "fields")
         self.schedule = schedule_for(cfg.train, dist.size, self.steps_per_epoch,
                                      rule="linear", decay="cosine")
         self.optimizer = precision.optimizer(tf.keras.optimizers.SGD(self.schedule, momentum=0.9),
@@ -142,6 +146,17 @@ class Workload:
         x = (images - self.mean[:, None, None]) / self.std[:, None, None]
         return np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)
 
+    def validation_crops(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """This rank's validation fields centre-cropped and standardised, (n, h, w, C) float32, for
+        each block of shard indices: prepared (staged) or read from the files now (streamed)."""
+        if self._val_images is not None:
+            for rows in blocks:
+                yield self._val_images[rows]
+            return
+        for batch in self.val.batches(blocks):
+            images, _ = weather.random_crop(batch["images"], batch["boxes"], *self.crop, None)
+            yield self._standardise(images)
+
     def describe(self) -> dict[str, Any]:
         c = self.model_cfg
         return {
@@ -157,9 +172,10 @@ class Workload:
             "crops": "random per field and epoch (training), centre (validation)",
             "channel_normalisation": f"mean/std over the first {NORM_SAMPLES} training fields",
             "data_source": self.data_source,
-            "train_fields_per_rank": len(self.train["images"]),
+            "stage_rank0": self.stage,
+            "train_fields_per_rank": len(self.train),
             "train_fields_used_per_epoch": self.steps_per_epoch * self.samples_per_step * self.dist.size,
-            "val_fields_this_rank": len(self.val_images),
+            "val_fields_this_rank": len(self.val_index),
             "optimizer": "SGD, momentum 0.9, L2 weight decay from the model config",
             "lr_rule": self.schedule.describe(),
             "quality": "val_map: mAP at IoU 0.5 over the 4 classes (all-point interpolated AP)",
@@ -171,13 +187,10 @@ class Workload:
 
     def train_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         # Field order and crop offsets depend on (seed, epoch, rank) only: a run repeats exactly.
-        rng = np.random.default_rng([self.cfg.seed, epoch, self.dist.rank])
-        order = rng.permutation(len(self.train["images"]))
-        batch = self.samples_per_step
-        for step in range(self.steps_per_epoch):
-            idx = np.sort(order[step * batch:(step + 1) * batch])
-            images, boxes = weather.random_crop(self.train["images"][idx], self.train["boxes"][idx],
-                                                *self.crop, rng)
+        rng, order = stream.epoch_order(self.cfg.seed, epoch, self.dist.rank, len(self.train))
+        for b in self.train.batches(stream.step_indices(order, self.samples_per_step,
+                                                        self.steps_per_epoch)):
+            images, boxes = weather.random_crop(b["images"], b["boxes"], *self.crop, rng)
             yield self._standardise(images), boxes.astype(np.float32)
 
     @tf.function
@@ -204,11 +217,12 @@ class Workload:
     def _detect(self, images):
         return self.model.detect(images)
 
-    def detections(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per image: boxes [n, 4] (crop pixels), scores [n], dataset classes [n]."""
+    def detections(self, batches: Iterable[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray,
+                                                                      np.ndarray]]:
+        """Per image of batches of at most EVAL_BATCH standardised crops: boxes [n, 4] (crop
+        pixels), scores [n], dataset classes [n]."""
         out = []
-        for i in range(0, len(images), EVAL_BATCH):
-            chunk = images[i:i + EVAL_BATCH]
+        for chunk in batches:
             n = len(chunk)
             if n < EVAL_BATCH:  # one compiled shape: pad the last batch with blank fields
                 chunk = np.concatenate([chunk, np.zeros((EVAL_BATCH - n, *chunk.shape[1:]),
@@ -216,6 +230,7 @@ class Workload:
             boxes, scores, classes, counts = (t.numpy() for t in self._detect(tf.constant(chunk)))
             out += [(boxes[j, :counts[j]], scores[j, :counts[j]], classes[j, :counts[j]])
                     for j in range(n)]
+            progress()  # a long evaluation is progress, not a stall, for the watchdog
         return out
 
     def evaluate(self) -> dict[str, float]:
@@ -223,9 +238,10 @@ class Workload:
         if self._truths is None:  # the true boxes never change: gather them once
             self._truths = distlib.allgather_array(detection.truth_rows(self.val_boxes,
                                                                         self.val_index))
-            self._val_fields = float(distlib.allreduce_sum([len(self.val_images)])[0])
+            self._val_fields = float(distlib.allreduce_sum([len(self.val_index)])[0])
+        found = self.detections(self.validation_crops(stream.blocks(len(self.val_index), EVAL_BATCH)))
         rows = [np.column_stack([np.full(len(s), gid), c, s, b])
-                for gid, (b, s, c) in zip(self.val_index, self.detections(self.val_images))]
+                for gid, (b, s, c) in zip(self.val_index, found)]
         local = np.concatenate(rows).astype(np.float64).reshape(-1, 7)
         everything = distlib.allgather_array(local)
         result = detection.mean_average_precision(everything, self._truths,
@@ -264,8 +280,8 @@ class Workload:
 
         channel = weather.CHANNELS.index("TMQ")
         pick = int(np.argmax((self.val_boxes[..., 4] >= 0).sum(axis=1)))
-        image = self.val_images[pick:pick + 1]
-        boxes, scores, classes = self.detections(image)[0]
+        image = next(self.validation_crops([np.array([pick])]))
+        boxes, scores, classes = self.detections([image])[0]
         fig, ax = plt.subplots(figsize=(8, 8 * image.shape[1] / image.shape[2] + 0.6))
         # Row 0 is the southernmost row of a field: draw it at the bottom.
         shown = ax.imshow(image[0, :, :, channel] * self.std[channel] + self.mean[channel],
