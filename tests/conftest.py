@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,17 @@ def mpirun(np_: int, args: list[str], timeout: float = 300, env: dict | None = N
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=full_env,
                           cwd=cwd or ROOT)
+
+
+def wait_for_lock_holder_to_exit(run: Path, timeout: float = 60) -> None:
+    """mpirun can return while a killed run's rank 0 is still exiting; a resume must wait for it
+    (its lock is still held until then)."""
+    from ai500 import rundir
+
+    deadline = time.monotonic() + timeout
+    while (lock := rundir.read_lock(run)) is not None and lock.alive():
+        assert time.monotonic() < deadline, "the interrupted run's rank 0 never exited"
+        time.sleep(0.5)
 
 
 def python_module(module: str, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_summary, mpirun, run_record
+from conftest import ROOT, load_summary, mpirun, run_record, wait_for_lock_holder_to_exit
 
 from ai500 import checkpoint, config, rundir
 from ai500.errors import Ai500Error, ConfigError, DataError
@@ -308,14 +308,6 @@ def _manifest_epoch(run: Path) -> int | None:
         return None
 
 
-def _wait_for_lock_holder_to_exit(run: Path, timeout: float = 60) -> None:
-    """mpirun can return while the killed rank 0 is still exiting; a resume must wait for it."""
-    deadline = time.monotonic() + timeout
-    while (lock := rundir.read_lock(run)) is not None and lock.alive():
-        assert time.monotonic() < deadline, "the interrupted run's rank 0 never exited"
-        time.sleep(0.5)
-
-
 def _weights(run: Path) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
@@ -353,7 +345,7 @@ def resumed(tmp_path_factory, hep_ci_data):
         if cut.poll() is None:
             cut.kill()
     assert cut.returncode != 0 and "no progress for" in cut_err, cut_err[-3000:]
-    _wait_for_lock_holder_to_exit(out / "cut")
+    wait_for_lock_holder_to_exit(out / "cut")
     traces_before = {p.name: p.read_bytes() for p in (out / "cut").glob("trace-rank*.h5")}
     shutil.copytree(out / "cut", out / "cut-np1")
     shutil.copytree(out / "cut", out / "cut-pristine")
@@ -489,7 +481,7 @@ def test_dcgan_resume_ends_with_the_uninterrupted_networks_and_average(tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
     cut = mpirun(2, [*base, "--run-name", "cut"], env={"AI500_FAULT": "rank=1,epoch=2,kind=exit"})
     assert cut.returncode != 0 and _manifest_epoch(tmp_path / "cut") == 1, cut.stderr[-3000:]
-    _wait_for_lock_holder_to_exit(tmp_path / "cut")
+    wait_for_lock_holder_to_exit(tmp_path / "cut")
     again = mpirun(2, ["--resume", str(tmp_path / "cut")])
     assert again.returncode == 0, again.stderr[-3000:]
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")

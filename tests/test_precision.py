@@ -76,7 +76,7 @@ def test_resnet_under_a_mixed_policy_keeps_logits_and_statistics_float32(mode, c
     bn = model.get_layer("stem_bn")
     assert {v.dtype for v in bn.weights} == {tf.float32}  # scale, offset, moving mean/variance
     assert all(v.dtype == tf.float32 for v in model.trainable_variables)
-    out = model(w.val["data"][:4], training=False)
+    out = model(w.val.field("data")[:4], training=False)
     assert out.dtype == tf.float32 and np.all(np.isfinite(out.numpy()))
     scaled = isinstance(w.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
     assert scaled == (mode == "fp16")

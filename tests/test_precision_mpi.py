@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import load_summary, mpirun, only_run_dir
+from conftest import load_summary, mpirun, only_run_dir, wait_for_lock_holder_to_exit
 
 from ai500.trace import read_trace
 
@@ -110,6 +110,7 @@ def test_fp16_resume_continues_the_loss_scale_and_the_weights(tmp_path):
     assert full.returncode == 0, full.stderr[-3000:]
     cut = mpirun(2, args("cut"), timeout=900, env={"AI500_FAULT": "rank=1,epoch=2,kind=exit"})
     assert cut.returncode != 0
+    wait_for_lock_holder_to_exit(out / "cut")
     resumed = mpirun(2, ["--resume", str(out / "cut")], timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
