@@ -173,7 +173,7 @@ def preset_fields(preset: str, n_val: int | None = None, n_train_boxes: int = 64
     images, boxes = weather.random_crop(val["images"], val["boxes"], *crop, None)
     top = (shape[0] - crop[0]) // 2  # random_crop's centre offset, for the latitudes
     return {"images": images, "boxes": boxes, "latitude": val["latitude"][:, top:top + crop[0]],
-            "train_boxes": weather.random_crop(train["images"], train["boxes"], *crop, None)[1],
+            "train_boxes": weather.centre_crop_boxes(train["boxes"], *shape, *crop),
             "crop": crop, "per_image": model.get("detections_per_image", 100)}
 
 
