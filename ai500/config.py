@@ -28,6 +28,7 @@ from ai500.precision import DTYPES, PRECISIONS, from_dtype
 
 PRESETS = ("ci", "small", "full")
 STAGES = ("memory", "stream", "auto")  # --stage (ai500.data.stream; not imported: no numpy here)
+DECAYS = ("cosine", "constant")  # train.decay (ai500.workloads.schedule; not imported: no TF here)
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -37,7 +38,9 @@ class TrainSettings:
     batch of `reference_batch` samples (by default the preset's per-rank batch, so lr is the preset's
     one-rank rate): each workload scales it with global batch / reference batch by its own rule
     (ai500.workloads.schedule). A --batch-size or --config batch_size leaves the reference alone;
-    set train.reference_batch with the batch a new lr was tuned for."""
+    set train.reference_batch with the batch a new lr was tuned for. `decay` is what follows the
+    warm-up ("cosine" to zero at the last configured epoch, or "constant"); None keeps the
+    workload's own (cosine for the SGD workloads, constant for dcgan)."""
 
     epochs: int
     batch_size: int
@@ -45,6 +48,7 @@ class TrainSettings:
     warmup_epochs: float = 0.0
     stop_at_target: bool = True
     reference_batch: int | None = None
+    decay: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "evaluation or kernel) for this long: a rank died or hangs [default: 300]")
     p.add_argument("--init-timeout", type=_positive_float, default=1800.0, metavar="SECONDS",
                    help="end the whole job if a rank's initialisation (MPI start-up, data "
-                   "staging, model build: everything before the first epoch) takes longer "
-                   "[default: 1800]")
+                   "staging, model build: everything before the first epoch) or its first "
+                   "epoch (graph tracing, XLA compilation, up to the first evaluation's end) "
+                   "makes no progress for this long [default: 1800]")
     p.add_argument("--intra-threads", type=_positive_int, default=None,
                    help="TensorFlow intra-op threads per rank [default: cores / ranks on the node]")
     p.add_argument("--inter-threads", type=_positive_int, default=None,
@@ -421,6 +426,9 @@ def resolve(argv: list[str]) -> RunConfig:
             raise ConfigError(f"learning rate must be a finite number > 0, got {train.lr}")
         if not math.isfinite(quality.target):
             raise ConfigError(f"quality target must be finite, got {quality.target}")
+        if train.decay is not None and train.decay not in DECAYS:
+            raise ConfigError(f"section 'train': decay must be one of {', '.join(DECAYS)}, "
+                              f"got {train.decay!r}")
         if not (math.isfinite(train.warmup_epochs) and train.warmup_epochs >= 0):
             raise ConfigError(f"warm-up epochs must be a finite number >= 0, "
                               f"got {train.warmup_epochs}")

@@ -40,6 +40,7 @@ from ai500.data.pipeline import Prefetcher
 from ai500.errors import Ai500Error, ConfigError, TrainingError
 from ai500.trace import TraceWriter, trace_name
 from ai500.watchdog import (
+    FIRST_EPOCH_PHASE,
     INIT_FAULT,
     INIT_PHASE,
     TRAINING_PHASE,
@@ -396,15 +397,20 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner,
                 "config_hash": checkpoint.config_hash(cfg.to_dict()), "segment": segment,
                 "ranks": dist.size, "steps_per_epoch": workload.steps_per_epoch,
             }, manifest["elapsed_s"] if manifest else 0.0)
-        loop = functools.partial(train_loop, checkpointer=checkpointer,
-                                 first_epoch=manifest["epoch"] + 1 if manifest else 0)
+        loop = functools.partial(
+            train_loop, checkpointer=checkpointer,
+            first_epoch=manifest["epoch"] + 1 if manifest else 0,
+            after_first_epoch=lambda: watchdog.enter(TRAINING_PHASE, cfg.stall_timeout_s))
 
     meter.start()
     distlib.barrier()
     run_start = clock()
     trace.attrs.update(wall_start=time.time(), init_seconds=run_start - PROCESS_START)
     trace.before_flush(lambda t: meter.store(t, run_start))
-    watchdog.enter(TRAINING_PHASE, cfg.stall_timeout_s)
+    if workload.kind == "micro":
+        watchdog.enter(TRAINING_PHASE, cfg.stall_timeout_s)
+    else:  # tracing (and XLA compiling) the first step and evaluation may take minutes
+        watchdog.enter(FIRST_EPOCH_PHASE, max(cfg.init_timeout_s, cfg.stall_timeout_s))
     try:
         loop(workload, cfg, dist, trace, run_start, watchdog.beat)
     except Ai500Error as exc:
@@ -425,10 +431,11 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner,
 
 def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: TraceWriter,
                run_start: float, beat: Callable[[], None], first_epoch: int = 0,
-               checkpointer: Checkpointer | None = None) -> None:
+               checkpointer: Checkpointer | None = None,
+               after_first_epoch: Callable[[], None] = lambda: None) -> None:
     """Epochs of timed training steps, each followed by a global evaluation (and, when due, a
     checkpoint), from `first_epoch` until the quality target is reached (unless told to go on)
-    or the epochs run out."""
+    or the epochs run out. `after_first_epoch` is called once the first of them is evaluated."""
     import psutil
 
     process = psutil.Process()
@@ -446,6 +453,8 @@ def train_loop(workload, cfg: config.RunConfig, dist: distlib.Dist, trace: Trace
         row["t_eval_start"] = clock() - run_start
         row.update(workload.evaluate())
         beat()
+        if epoch == first_epoch:
+            after_first_epoch()
         row["t_eval_end"] = clock() - run_start
         if cfg.quality.metric not in row:  # every rank evaluates the same metrics: all stop here
             known = ", ".join(k for k in row if k.startswith("val_"))
@@ -488,6 +497,11 @@ def stalled(cfg: config.RunConfig, idle: float, phase: str) -> None:
         what = "initialisation (MPI start-up, data staging, model build) made no progress"
         option = f"--init-timeout {cfg.init_timeout_s:g}"
         why = "a rank hangs staging its data or never joined the job"
+    elif phase == FIRST_EPOCH_PHASE:
+        what = ("the first epoch (tracing and compiling the training and evaluation steps) made "
+                "no progress")
+        option = f"--init-timeout {max(cfg.init_timeout_s, cfg.stall_timeout_s):g}"
+        why = "a rank died or hangs"
     else:
         what, option = "no progress", f"--stall-timeout {cfg.stall_timeout_s:g}"
         why = "a rank died or hangs"
@@ -590,10 +604,10 @@ def epoch_line(row: dict[str, float], metric: str, hit: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:
-        config.build_parser().print_help()
-        return 0
     try:
+        if "-h" in argv or "--help" in argv:  # the parser lists AI500_WORKLOADS' names: may fail
+            config.build_parser().print_help()
+            return 0
         cfg = config.resolve(argv)
         if cfg.resume:  # fail fast here; rank 0 checks again under the lock once MPI runs
             rundir.check_free(Path(cfg.resume))

@@ -7,13 +7,18 @@ whose watchdog starves — the hung rank itself, or a healthy rank blocked in a 
 for it — prints who, in which phase and why, and calls MPI_Abort, which takes every rank down.
 The bound is the timeout plus one check interval (timeout / 4, at most 5 s).
 
-Two phases, each with its own timeout:
+Three phases, each with its timeout:
 - initialisation (--init-timeout, default 30 min): from before MPI starts to run_start: the first
   collectives, data staging (a `full` shard can take many minutes from a parallel file system),
   model build, FLOP count; staging code may call progress() but need not;
+- first epoch (--init-timeout too) of a training run's segment, up to the end of its first
+  evaluation: the first training step and the first evaluation batch trace, and with --xla
+  compile, their graphs (ResNet-50's XLA training step compiles for more than 300 s on a 2-core
+  CPU); a hang here is found after --init-timeout, not --stall-timeout;
 - training (--stall-timeout): the driver beats after each training step, evaluation, checkpoint
   and kernel; a workload's evaluation calls progress() between its batches, so a long healthy
-  evaluation (resnet `full`: 32,768 events) is never mistaken for a hang.
+  evaluation (resnet `full`: 32,768 events) is never mistaken for a hang. Micro benchmarks enter
+  it at run_start.
 
 Testing aid: AI500_FAULT="rank=R,epoch=E,kind=exit|raise|hang|slow" makes rank R fail at the start
 of epoch E (exit: the process dies with status 3; raise: an exception; hang: it sleeps forever;
@@ -31,6 +36,7 @@ import time
 from collections.abc import Callable
 
 INIT_PHASE = "initialisation"
+FIRST_EPOCH_PHASE = "first epoch"
 TRAINING_PHASE = "training"
 DEFAULT_INIT_TIMEOUT_S = 1800.0
 

@@ -35,6 +35,18 @@ def wait_for_lock_holder_to_exit(run: Path, timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
+def checkpoint_state(run: Path) -> dict:
+    """Every variable of a run's latest checkpoint (weights, optimizer slots, loss scale), by key."""
+    import tensorflow as tf
+
+    from ai500 import checkpoint
+
+    manifest = json.loads((run / checkpoint.MANIFEST_NAME).read_text())
+    reader = tf.train.load_checkpoint(str(run / manifest["path"] / checkpoint.STATE_PREFIX))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if key != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
 def python_module(module: str, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -m MODULE ARGS` (one process, no mpirun)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -117,6 +117,15 @@ def test_registration_entries_are_parsed_and_checked():
         assert str(info.value).startswith(registry.ENV_VAR) and "\n" not in str(info.value)
 
 
+def test_a_bad_registration_with_help_is_one_line_not_a_traceback(monkeypatch, capsys):
+    from ai500 import run
+
+    monkeypatch.setenv(registry.ENV_VAR, "toy")
+    assert run.main(["--help"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ai500: error: {registry.ENV_VAR}: 'toy' is not name=module.path\n"
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """The page's example, run with the page's command from the example's directory."""

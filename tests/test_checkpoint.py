@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_summary, mpirun, run_record, wait_for_lock_holder_to_exit
+from conftest import (
+    ROOT,
+    checkpoint_state,
+    load_summary,
+    mpirun,
+    run_record,
+    wait_for_lock_holder_to_exit,
+)
 
 from ai500 import checkpoint, config, rundir
 from ai500.errors import Ai500Error, ConfigError, DataError
@@ -308,15 +315,6 @@ def _manifest_epoch(run: Path) -> int | None:
         return None
 
 
-def _weights(run: Path) -> dict[str, np.ndarray]:
-    import tensorflow as tf
-
-    manifest = json.loads((run / checkpoint.MANIFEST_NAME).read_text())
-    reader = tf.train.load_checkpoint(str(run / manifest["path"] / checkpoint.STATE_PREFIX))
-    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
-            if key != "_CHECKPOINTABLE_OBJECT_GRAPH"}
-
-
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory, hep_ci_data):
     """An uninterrupted 2-rank run of 4 epochs; the same run hung in epoch 2 (a resume attempted
@@ -364,10 +362,10 @@ def test_a_resume_into_a_live_run_is_refused_with_one_line(resumed):
     assert not (resumed["out"] / "cut-pristine" / "segment-01").exists()
 
 
-def test_resume_on_the_same_ranks_ends_with_the_uninterrupted_weights(resumed):
+def test_resume_on_the_same_ranks_ends_with_the_uninterruptedcheckpoint_state(resumed):
     out = resumed["out"]
     assert resumed["again"].returncode == 0, resumed["again"].stderr[-3000:]
-    full, cut = _weights(out / "full"), _weights(out / "cut")
+    full, cut = checkpoint_state(out / "full"), checkpoint_state(out / "cut")
     assert sorted(full) == sorted(cut) and len(full) > 10
     for key in full:
         np.testing.assert_allclose(cut[key], full[key], rtol=0, atol=1e-6, err_msg=key)
@@ -484,7 +482,7 @@ def test_dcgan_resume_ends_with_the_uninterrupted_networks_and_average(tmp_path)
     wait_for_lock_holder_to_exit(tmp_path / "cut")
     again = mpirun(2, ["--resume", str(tmp_path / "cut")])
     assert again.returncode == 0, again.stderr[-3000:]
-    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    a, b = checkpoint_state(tmp_path / "full"), checkpoint_state(tmp_path / "cut")
     assert sorted(a) == sorted(b) and any(key.startswith("generator_ema/") for key in a)
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-6, err_msg=key)

@@ -141,6 +141,31 @@ def test_watchdog_ends_a_job_whose_rank_hangs_while_staging(tmp_path, hep_ci_dat
     assert not list((tmp_path / "r").glob("trace-rank*.h5"))  # no epoch began
 
 
+def test_the_first_epoch_is_watched_with_the_init_timeout(tmp_path, hep_ci_data):
+    """The first epoch traces (with --xla, compiles) the training and evaluation steps, which may
+    take longer than --stall-timeout: a first epoch held up 3 s by rank 1 lives under a 1 s stall
+    timeout, and a rank hanging in it is ended by --init-timeout with a line naming the phase."""
+    args = ["--benchmark", "resnet", "--preset", "ci", "--data", str(hep_ci_data),
+            "--out", str(tmp_path), "--epochs", "1"]
+    slow = mpirun(2, [*args, "--run-name", "slow", "--stall-timeout", "1"],
+                  env={"AI500_FAULT": "rank=1,epoch=0,kind=slow"}, timeout=300)
+    assert slow.returncode == 0, slow.stderr[-3000:]
+    assert load_summary(tmp_path / "slow")["status"] == "ok"
+    start = time.monotonic()
+    # The phase's timeout is the longer of the two: the stall timeout must be shorter here.
+    hung = mpirun(2, [*args, "--run-name", "hung", "--init-timeout", str(INIT_S),
+                      "--stall-timeout", str(INIT_S / 2)],
+                  env={"AI500_FAULT": "rank=1,epoch=0,kind=hang"}, timeout=400)
+    elapsed = time.monotonic() - start
+    assert hung.returncode != 0
+    lines = [ln for ln in hung.stderr.splitlines() if ln.startswith("ai500: error:")]
+    assert lines and all(
+        "the first epoch (tracing and compiling the training and evaluation steps) made no "
+        "progress for" in ln and f"(--init-timeout {INIT_S})" in ln for ln in lines), (
+        hung.stderr[-3000:])
+    assert elapsed < 300  # start-up + the init timeout + its check interval
+
+
 def test_a_slow_rank_is_waited_for_at_the_barrier_not_counted_as_training(tmp_path, hep_ci_data):
     """Rank 1 sleeps 3 s before epoch 1's barrier (as a slow flush would): rank 0's wait is
     recorded and lands in *other*, and no rank starts the epoch before every rank is ready."""

@@ -11,7 +11,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import load_summary, mpirun, only_run_dir, wait_for_lock_holder_to_exit
+from conftest import (
+    checkpoint_state,
+    load_summary,
+    mpirun,
+    only_run_dir,
+    wait_for_lock_holder_to_exit,
+)
 
 from ai500.trace import read_trace
 
@@ -95,7 +101,6 @@ def test_fp16_resume_continues_the_loss_scale_and_the_weights(tmp_path):
     """An fp16 run killed after its epoch-1 checkpoint and resumed ends where the uninterrupted
     run ends: weights, optimizer slots and the dynamic loss scale's state (scale and its count of
     finite steps) are in the checkpoint, and the resumed epoch trains at the saved scale."""
-    import tensorflow as tf
 
     override = tmp_path / "fewer.yaml"
     override.write_text(f"data: {FEWER['resnet']}\n")
@@ -114,13 +119,7 @@ def test_fp16_resume_continues_the_loss_scale_and_the_weights(tmp_path):
     resumed = mpirun(2, ["--resume", str(out / "cut")], timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    def state(run) -> dict:
-        manifest = json.loads((run / "checkpoint.json").read_text())
-        reader = tf.train.load_checkpoint(str(run / manifest["path"] / "state"))
-        return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
-                if key != "_CHECKPOINTABLE_OBJECT_GRAPH"}
-
-    a, b = state(out / "full"), state(out / "cut")
+    a, b = checkpoint_state(out / "full"), checkpoint_state(out / "cut")
     scale_keys = [key for key in a if "loss_scale" in key or "counter" in key]
     assert scale_keys, sorted(a)  # the loss scale's state is saved at all
     assert sorted(a) == sorted(b)

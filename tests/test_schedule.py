@@ -89,3 +89,29 @@ def test_a_config_without_reference_batch_scales_by_ranks():
     """config.json of a run made before reference_batch existed (resumed): the rank count rule."""
     old = TrainSettings(epochs=10, batch_size=32, lr=0.1, warmup_epochs=0)
     assert schedule_for(old, 4, 10, "linear", "cosine").peak == pytest.approx(0.4)
+
+
+def test_train_decay_replaces_the_workloads_own():
+    """train.decay (a config knob) wins over the decay the workload asks for; unset keeps it."""
+    own = schedule_for(TRAIN, 1, 10, "sqrt", "constant")
+    assert own.decay == "constant" and own.describe().endswith("then constant")
+    cosine = TrainSettings(epochs=10, batch_size=64, lr=0.05, warmup_epochs=1, reference_batch=64,
+                           decay="cosine")
+    s = schedule_for(cosine, 1, 10, "sqrt", "constant")
+    assert s.decay == "cosine"
+    assert rates(s, [10, 55, 100]) == pytest.approx([0.05, 0.025, 0.0], rel=1e-6, abs=1e-7)
+
+
+def test_train_decay_is_checked_when_the_config_is_resolved(tmp_path):
+    from ai500 import config
+    from ai500.errors import ConfigError
+
+    override = tmp_path / "decay.yaml"
+    override.write_text("train: {decay: cosine}\n")
+    cfg = config.resolve(["--benchmark", "dcgan", "--preset", "ci", "--config", str(override)])
+    assert cfg.train.decay == "cosine"
+    assert config.resolve(["--benchmark", "dcgan", "--preset", "ci"]).train.decay is None
+    override.write_text("train: {decay: step}\n")
+    with pytest.raises(ConfigError, match="section 'train': decay must be one of cosine, "
+                                          "constant, got 'step'"):
+        config.resolve(["--benchmark", "dcgan", "--preset", "ci", "--config", str(override)])

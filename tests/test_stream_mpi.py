@@ -1,4 +1,4 @@
-"""--stage stream under real `mpirun -np 2` runs at the ci preset, from the benchmark's files (resnet
+"""--stage stream under real `mpirun -np 2` runs at the ci preset (and one epoch of the small one), from the benchmark's files (resnet
 HEP HDF5, dcgan CosmoGAN .npy, faster_rcnn Extreme Weather HDF5): the same losses and metrics as --stage memory with the same seed, the choice and peak RSS per rank in
 the traces and the summary; and bad files (found by rank 0's inspection, or by one rank's stream
 in the middle of an epoch) end the job with one line. Select with `pytest -k stream`."""
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import mpirun
 
+from ai500.data import __main__ as data_cli
 from ai500.data import cosmo, hep, weather_synthetic
 from ai500.trace import read_trace
 
@@ -42,21 +43,34 @@ def weather_files(tmp_path_factory):
     return d
 
 
-def _run(data, out, stage: str, benchmark: str = "resnet"):
-    result = mpirun(2, ["--benchmark", benchmark, "--preset", "ci", "--data", str(data),
+QUALITY = {"resnet": "val_auc", "dcgan": "val_quality", "faster_rcnn": "val_map"}
+DATASET = {"resnet": "hep", "dcgan": "cosmo", "faster_rcnn": "weather"}  # python -m ai500.data's names
+
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory):
+    """benchmark -> its `small` preset's set written as files (python -m ai500.data), once."""
+    root = tmp_path_factory.mktemp("small")
+
+    def files(benchmark: str):
+        d = root / benchmark
+        if not d.exists():
+            assert data_cli.main(["generate", DATASET[benchmark], "--preset", "small",
+                                  "--out", str(d)]) == 0
+        return d
+    return files
+
+
+def _run(data, out, stage: str, benchmark: str, preset: str = "ci", extra: tuple = ()):
+    result = mpirun(2, ["--benchmark", benchmark, "--preset", preset, "--data", str(data),
                         "--stage", stage, "--seed", str(SEED), "--no-energy", "--out", str(out),
-                        "--run-name", stage], timeout=600)
+                        "--run-name", stage, *extra], timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / stage
 
 
-@pytest.mark.parametrize("benchmark, files, quality", [("resnet", "ci_files", "val_auc"),
-                                                       ("dcgan", "cosmo_files", "val_quality"),
-                                                       ("faster_rcnn", "weather_files", "val_map")])
-def test_stream_gives_the_losses_of_memory(benchmark, files, quality, request, tmp_path):
-    data = request.getfixturevalue(files)
-    runs = {stage: _run(data, tmp_path / "runs", stage, benchmark)
-            for stage in ("memory", "stream")}
+def _assert_same_numbers(runs: dict, benchmark: str) -> None:
+    """Both stages' runs: stage and peak RSS recorded per rank, and every loss and metric equal."""
     epochs = {}
     for stage, run_dir in runs.items():
         traces = [read_trace(run_dir / f"trace-rank{r:05d}.h5") for r in (0, 1)]
@@ -73,10 +87,31 @@ def test_stream_gives_the_losses_of_memory(benchmark, files, quality, request, t
         assert record["config"]["stage"] == stage
         assert record["workload"]["stage_rank0"]["mode"] == stage
     metrics = [k for k in epochs["memory"] if k.startswith(("train_", "val_"))]
-    assert any(k.startswith("train_") and "loss" in k for k in metrics) and quality in metrics
+    assert any(k.startswith("train_") and "loss" in k for k in metrics)
+    assert QUALITY[benchmark] in metrics
     assert len(epochs["memory"]["epoch"]) == len(epochs["stream"]["epoch"]) >= 1
     for key in metrics:  # the same batches in the same order: the same numbers, bit for bit
         np.testing.assert_array_equal(epochs["stream"][key], epochs["memory"][key], err_msg=key)
+
+
+@pytest.mark.parametrize("benchmark, files", [("resnet", "ci_files"), ("dcgan", "cosmo_files"),
+                                              ("faster_rcnn", "weather_files")])
+def test_stream_gives_the_losses_of_memory(benchmark, files, request, tmp_path):
+    data = request.getfixturevalue(files)
+    runs = {stage: _run(data, tmp_path / "runs", stage, benchmark)
+            for stage in ("memory", "stream")}
+    _assert_same_numbers(runs, benchmark)
+
+
+@pytest.mark.parametrize("benchmark", ["resnet", "dcgan", "faster_rcnn"])
+def test_stream_small_preset_gives_the_losses_of_memory(benchmark, small_files, tmp_path):
+    """The small preset's full sets and model for one epoch: shards of thousands of events, many
+    read-ahead blocks per epoch (the ci sets fit in one or two). Select with `-k stream_small`."""
+    data = small_files(benchmark)
+    runs = {stage: _run(data, tmp_path / "runs", stage, benchmark, preset="small",
+                        extra=("--epochs", "1"))
+            for stage in ("memory", "stream")}
+    _assert_same_numbers(runs, benchmark)
 
 
 def _damage_inspection(data):

@@ -26,10 +26,11 @@ from typing import Any
 
 import tensorflow as tf
 
+from ai500.config import DECAYS
+
 # The scaling rules: f(global batch / reference batch), its name and how describe() writes lr x f.
 RULES = {"linear": (lambda x: x, "linear", "{lr:g} x {ratio}"),
          "sqrt": (math.sqrt, "square-root", "{lr:g} x sqrt({ratio})")}
-DECAYS = ("cosine", "constant")
 
 
 class ScaledLearningRate(tf.keras.optimizers.schedules.LearningRateSchedule):
@@ -86,10 +87,11 @@ class ScaledLearningRate(tf.keras.optimizers.schedules.LearningRateSchedule):
 def schedule_for(train, ranks: int, steps_per_epoch: int, rule: str,
                  decay: str) -> ScaledLearningRate:
     """The schedule of a run with these `train` settings (ai500.config.TrainSettings) on `ranks`
-    ranks of `steps_per_epoch` steps: warm-up over train.warmup_epochs; a cosine decay ends with
-    train.epochs. A config.json written before reference_batch existed scales by the rank count
+    ranks of `steps_per_epoch` steps: warm-up over train.warmup_epochs, then train.decay (or, where
+    it is not set, the workload's `decay`); a cosine decay ends with train.epochs. A config.json written before reference_batch existed scales by the rank count
     (reference = its per-rank batch), as those runs did."""
     reference = train.reference_batch or train.batch_size
-    return ScaledLearningRate(train.lr, train.batch_size * ranks, reference, rule, decay,
+    return ScaledLearningRate(train.lr, train.batch_size * ranks, reference, rule,
+                              train.decay or decay,
                               warmup_steps=train.warmup_epochs * steps_per_epoch,
                               total_steps=train.epochs * steps_per_epoch)
