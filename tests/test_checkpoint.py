@@ -28,7 +28,7 @@ from ai500 import checkpoint, config, rundir
 from ai500.errors import Ai500Error, ConfigError, DataError
 from ai500.trace import read_trace
 
-STALL_S = 45  # as in test_faults: above a first step's graph tracing on a loaded 2-core machine
+STALL_S = 45  # as in test_faults: above a later step or evaluation on a loaded 2-core machine
 
 
 def error_lines(result) -> list[str]:

@@ -19,7 +19,7 @@ from ai500.watchdog import (
     progress,
 )
 
-STALL_S = 45  # longer than a first step (graph tracing) takes on a loaded 2-core machine
+STALL_S = 45  # longer than a later step or evaluation (the first epoch has --init-timeout) takes loaded
 
 
 @pytest.mark.parametrize("kind, message", [

@@ -24,7 +24,7 @@ from ai500.mllog import MLLOG_NAME, PREFIX
 from ai500.trace import read_trace
 
 NODES = ["node1", "node2"]
-STALL_S = 60  # --stall-timeout of the fault test: longer than a loaded first step takes
+STALL_S = 60  # --stall-timeout of the fault test: longer than a loaded step or evaluation takes
 
 
 @pytest.fixture(scope="module")
