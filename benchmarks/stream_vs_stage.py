@@ -6,7 +6,9 @@ into --work (python -m ai500.data's layout, one event per chunk), `--stage memor
 machine load and order effects hit both alike. Each run trains to the preset's target (or
 --epochs); the table gives each stage's median throughput (the summary's: global samples / the
 slowest rank's training time, epoch 0 excluded where there are more) and median time to quality,
-and the ratio stream / memory of the medians.
+and the ratio stream / memory of the medians. `--compression none` writes the files with raw
+chunks instead of gzip: a streamed event is then a copy, not an inflate on the rank's own cores
+(which, on a node whose cores all train, is what streaming compressed events costs).
 
 Part `bound`: resnet on 224 x 224 events (`--bound-model`: the small preset's ResNet, by default;
 `full` is ResNet-50, not tried here) with `--stage stream`, one rank, on a shard (training +
@@ -15,7 +17,7 @@ peak RSS (getrusage ru_maxrss, as the summary records it) against the bound and 
 activations and the batches in flight.
 
     python benchmarks/stream_vs_stage.py                                  # both parts
-    python benchmarks/stream_vs_stage.py --parts throughput --rounds 3
+    python benchmarks/stream_vs_stage.py --parts throughput --rounds 2 --compression none
     python benchmarks/stream_vs_stage.py --events 256 --rounds 1 --epochs 1 --bound-mb 16 \
         --bound-batch 8                                                   # a smoke run
 
@@ -47,13 +49,15 @@ BOUND_IMAGE = 224
 BOUND_FACTOR = 4  # the shard is this many times the memory bound
 
 
-def write_set(directory: Path, n_train: int, n_val: int, seed: int, image_size: int) -> Path:
+def write_set(directory: Path, n_train: int, n_val: int, seed: int, image_size: int,
+              compression: str = "gzip") -> Path:
     """The HEP set's files under `directory` (written once, reused by later invocations)."""
     if not (directory / "train.h5").exists():
         directory.mkdir(parents=True, exist_ok=True)
         for split, count in (("train", n_train), ("val", n_val)):
             hep.write_split(directory / f"{split}.h5", count, seed if split == "train" else seed + 1,
-                            image_size, chunk_events=128)
+                            image_size, chunk_events=128,
+                            compression=None if compression == "none" else compression)
     return directory
 
 
@@ -73,8 +77,9 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     data = config.load_preset("resnet", args.preset)["data"]
     n_train = args.events or data["n_train"]
     n_val = args.events // 4 if args.events else data["n_val"]
-    files = write_set(work / f"hep-{args.preset}-{n_train}", n_train, n_val, data["seed"],
-                      data["image_size"])
+    suffix = "" if args.compression == "gzip" else f"-{args.compression}"
+    files = write_set(work / f"hep-{args.preset}-{n_train}{suffix}", n_train, n_val, data["seed"],
+                      data["image_size"], args.compression)
     common = ["--preset", args.preset, "--data", str(files), "--seed", "0"]
     if args.epochs:
         common += ["--epochs", str(args.epochs)]
@@ -96,8 +101,9 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     for stage in STAGES:
         times = [r["time_to_quality_s"] for r in results[stage]]
         ttq[stage] = statistics.median(times) if None not in times else None
-    print(f"\nresnet {args.preset} from HDF5 ({n_train} training events, {args.ranks} ranks, "
-          f"{args.rounds} ABBA round(s), medians)")
+    print(f"\nresnet {args.preset} from HDF5 ({n_train} training events, chunks of one event, "
+          f"compression {args.compression}, {args.ranks} ranks, {args.rounds} ABBA round(s), "
+          "medians)")
     print(f"{'stage':8s} {'samples/s':>10s} {'time to quality s':>18s}")
     for stage in STAGES:
         shown = f"{ttq[stage]:.1f}" if ttq[stage] is not None else "not reached"
@@ -139,6 +145,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's, to target")
     p.add_argument("--events", type=int, default=None,
                    help="training events of the throughput part [default: the preset's]")
+    p.add_argument("--compression", default="gzip", choices=("gzip", "none"),
+                   help="the throughput part's files: gzip level 1 with shuffling (as "
+                   "python -m ai500.data writes them) or raw chunks [default: gzip]")
     p.add_argument("--bound-mb", type=int, default=3072,
                    help="memory bound of the whole process, MiB [default: 3072; a smoke run here "
                    "with batch 8 peaked at 1615 MiB, TensorFlow and the model included]")

@@ -45,6 +45,18 @@ def test_written_file_layout(tmp_path):
         assert normweight[label == cls].mean() == pytest.approx(1.0, rel=1e-5)
 
 
+def test_uncompressed_files_hold_the_same_events(tmp_path):
+    """compression=None writes raw one-event chunks; a reader gets the gzip file's events."""
+    hep.write_split(tmp_path / "gzip.h5", 12, seed=3, image_size=S)
+    hep.write_split(tmp_path / "raw.h5", 12, seed=3, image_size=S, compression=None)
+    with h5py.File(tmp_path / "gzip.h5", "r") as packed, h5py.File(tmp_path / "raw.h5", "r") as raw:
+        assert packed["data"].compression == "gzip" and raw["data"].compression is None
+        assert raw["data"].chunks == (1, 3, S, S)
+        np.testing.assert_array_equal(raw["data"][:], packed["data"][:])
+    with pytest.raises(ValueError, match="compression must be 'gzip' or None"):
+        hep.write_split(tmp_path / "lzf.h5", 12, seed=3, image_size=S, compression="lzf")
+
+
 def test_generation_is_deterministic_and_blockwise():
     a = hep.generate_events(5, 20, seed=7, image_size=S)
     b = hep.generate_events(5, 20, seed=7, image_size=S)

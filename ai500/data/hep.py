@@ -212,23 +212,29 @@ def generate_events(first: int, count: int, seed: int, image_size: int = 64,
     }
 
 
-def write_split(path: Path, count: int, seed: int, image_size: int, chunk_events: int = 1024) -> None:
+def write_split(path: Path, count: int, seed: int, image_size: int, chunk_events: int = 1024,
+                compression: str | None = "gzip") -> None:
     """Write `count` events of the set `seed` to one HDF5 file in the HEP-CNN layout.
 
     Generates `chunk_events` events at a time (bounded memory); normweight is normalised over the whole
     file. Each HDF5 chunk holds one event: a streamed (shuffled) read then inflates only the events
-    it needs, where chunks of k events would inflate k times the data. The file appears under
-    `path` only when complete (written to `path`.tmp, then renamed).
+    it needs, where chunks of k events would inflate k times the data. `compression` "gzip" (level
+    1 with byte shuffling: these synthetic events shrink 17x) or None (raw chunks: a read is a copy,
+    no inflating on the reading rank's cores). The file appears under `path` only when complete
+    (written to `path`.tmp, then renamed).
     """
     if count < 1 or chunk_events < 1:
         raise ValueError(f"count and chunk_events must be positive, got {count}, {chunk_events}")
+    if compression not in ("gzip", None):
+        raise ValueError(f"compression must be 'gzip' or None, got {compression!r}")
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     s = image_size
     try:
         with h5py.File(tmp, "w") as f:
+            packed = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
             data = f.create_dataset("data", (count, 3, s, s), np.float32, chunks=(1, 3, s, s),
-                                    compression="gzip", compression_opts=1, shuffle=True)
+                                    **(packed if compression == "gzip" else {}))
             label = np.empty(count, np.float32)
             weight = np.empty(count, np.float32)
             for start in range(0, count, chunk_events):
