@@ -93,6 +93,12 @@ class RunConfig:
     # --stage, else the preset's or --config's data.stage, else auto.
     stage: str = "auto"
 
+    @property
+    def first_epoch_timeout_s(self) -> float:
+        """The watchdog's timeout for a training run's first epoch (seconds): --init-timeout, or
+        the stall timeout where that is longer (tracing and compiling is never watched tighter)."""
+        return max(self.init_timeout_s, self.stall_timeout_s)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

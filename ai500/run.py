@@ -410,7 +410,7 @@ def _execute(cfg: config.RunConfig, dist: distlib.Dist, owner: Owner,
     if workload.kind == "micro":
         watchdog.enter(TRAINING_PHASE, cfg.stall_timeout_s)
     else:  # tracing (and XLA compiling) the first step and evaluation may take minutes
-        watchdog.enter(FIRST_EPOCH_PHASE, max(cfg.init_timeout_s, cfg.stall_timeout_s))
+        watchdog.enter(FIRST_EPOCH_PHASE, cfg.first_epoch_timeout_s)
     try:
         loop(workload, cfg, dist, trace, run_start, watchdog.beat)
     except Ai500Error as exc:
@@ -500,7 +500,7 @@ def stalled(cfg: config.RunConfig, idle: float, phase: str) -> None:
     elif phase == FIRST_EPOCH_PHASE:
         what = ("the first epoch (tracing and compiling the training and evaluation steps) made "
                 "no progress")
-        option = f"--init-timeout {max(cfg.init_timeout_s, cfg.stall_timeout_s):g}"
+        option = f"--init-timeout {cfg.first_epoch_timeout_s:g}"
         why = "a rank died or hangs"
     else:
         what, option = "no progress", f"--stall-timeout {cfg.stall_timeout_s:g}"

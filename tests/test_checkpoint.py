@@ -362,7 +362,7 @@ def test_a_resume_into_a_live_run_is_refused_with_one_line(resumed):
     assert not (resumed["out"] / "cut-pristine" / "segment-01").exists()
 
 
-def test_resume_on_the_same_ranks_ends_with_the_uninterruptedcheckpoint_state(resumed):
+def test_resume_on_the_same_ranks_ends_with_the_uninterrupted_weights(resumed):
     out = resumed["out"]
     assert resumed["again"].returncode == 0, resumed["again"].stderr[-3000:]
     full, cut = checkpoint_state(out / "full"), checkpoint_state(out / "cut")

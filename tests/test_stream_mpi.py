@@ -1,6 +1,7 @@
-"""--stage stream under real `mpirun -np 2` runs at the ci preset (and one epoch of the small one), from the benchmark's files (resnet
-HEP HDF5, dcgan CosmoGAN .npy, faster_rcnn Extreme Weather HDF5): the same losses and metrics as --stage memory with the same seed, the choice and peak RSS per rank in
-the traces and the summary; and bad files (found by rank 0's inspection, or by one rank's stream
+"""--stage stream under real `mpirun -np 2` runs at the ci preset (and one epoch of the small
+one), from the benchmark's files (resnet HEP HDF5, dcgan CosmoGAN .npy, faster_rcnn Extreme
+Weather HDF5): the same losses and metrics as --stage memory with the same seed, the choice and
+peak RSS per rank in the traces and the summary; and bad files (found by rank 0's inspection, or by one rank's stream
 in the middle of an epoch) end the job with one line. Select with `pytest -k stream`."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import mpirun
 
+from ai500 import config
 from ai500.data import __main__ as data_cli
 from ai500.data import cosmo, hep, weather_synthetic
 from ai500.trace import read_trace
@@ -43,8 +45,7 @@ def weather_files(tmp_path_factory):
     return d
 
 
-QUALITY = {"resnet": "val_auc", "dcgan": "val_quality", "faster_rcnn": "val_map"}
-DATASET = {"resnet": "hep", "dcgan": "cosmo", "faster_rcnn": "weather"}  # python -m ai500.data's names
+DATASET = {benchmark: name for name, benchmark in data_cli.DATASETS.items()}  # resnet -> hep, ...
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def _assert_same_numbers(runs: dict, benchmark: str) -> None:
         assert record["workload"]["stage_rank0"]["mode"] == stage
     metrics = [k for k in epochs["memory"] if k.startswith(("train_", "val_"))]
     assert any(k.startswith("train_") and "loss" in k for k in metrics)
-    assert QUALITY[benchmark] in metrics
+    assert config.load_preset(benchmark, "ci")["quality"]["metric"] in metrics
     assert len(epochs["memory"]["epoch"]) == len(epochs["stream"]["epoch"]) >= 1
     for key in metrics:  # the same batches in the same order: the same numbers, bit for bit
         np.testing.assert_array_equal(epochs["stream"][key], epochs["memory"][key], err_msg=key)

@@ -88,8 +88,9 @@ def schedule_for(train, ranks: int, steps_per_epoch: int, rule: str,
                  decay: str) -> ScaledLearningRate:
     """The schedule of a run with these `train` settings (ai500.config.TrainSettings) on `ranks`
     ranks of `steps_per_epoch` steps: warm-up over train.warmup_epochs, then train.decay (or, where
-    it is not set, the workload's `decay`); a cosine decay ends with train.epochs. A config.json written before reference_batch existed scales by the rank count
-    (reference = its per-rank batch), as those runs did."""
+    it is not set, the workload's `decay`); a cosine decay ends with train.epochs. A config.json
+    written before reference_batch existed scales by the rank count (reference = its per-rank
+    batch), as those runs did."""
     reference = train.reference_batch or train.batch_size
     return ScaledLearningRate(train.lr, train.batch_size * ranks, reference, rule,
                               train.decay or decay,
