@@ -27,10 +27,8 @@ a killed rank always leaves the trace as of its last completed epoch.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,58 +38,10 @@ import h5py
 import numpy as np
 
 from ai500.errors import HDF5_ERRORS, DataError, first_line
+from ai500.hdf5 import file_locking, open_h5
 
 SCHEMA_VERSION = 2  # 2: epochs gained t_ready and t_eval_start (time accounting)
 MAX_STEP_ROWS = 4096
-
-# HDF5 locks every file it opens (flock); some parallel file systems (Lustre mounted without
-# flock, some NFS and GPFS setups) refuse, and every open then fails. HDF5_USE_FILE_LOCKING=FALSE
-# turns locking off; HDF5 reads it at each open. Only the errors that mean "this file system
-# cannot lock" count: EAGAIN/EWOULDBLOCK and EACCES are what a lock held by another process
-# gives, where locking works and protects.
-LOCKING_VAR = "HDF5_USE_FILE_LOCKING"
-CANNOT_LOCK = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
-_LOCK_ERROR = re.compile(r"unable to lock file, errno = (\d+)")
-
-
-def cannot_lock(exc: OSError) -> bool:
-    """Whether h5py's error says the file system cannot lock files (HDF5's message: "unable to
-    lock file, errno = 38, error message = 'Function not implemented'")."""
-    match = _LOCK_ERROR.search(str(exc))
-    return match is not None and int(match.group(1)) in CANNOT_LOCK
-
-
-def _open_h5(path: Path, mode: str, **kwargs: Any) -> h5py.File:
-    """h5py.File(path, mode); on a file system that cannot lock, with HDF5_USE_FILE_LOCKING
-    unset, sets it to FALSE for this process and opens again (once)."""
-    try:
-        return h5py.File(path, mode, **kwargs)
-    except OSError as exc:
-        if LOCKING_VAR in os.environ or not cannot_lock(exc):
-            raise
-        os.environ[LOCKING_VAR] = "FALSE"
-        return h5py.File(path, mode, **kwargs)
-
-
-def file_locking(directory: Path) -> str:
-    """How this process's HDF5 locks the files it writes in `directory`, for the trace: the
-    user's HDF5_USE_FILE_LOCKING if set; else a probe file is created there, and where the file
-    system cannot lock, HDF5_USE_FILE_LOCKING=FALSE is set for this process."""
-    if LOCKING_VAR in os.environ:
-        return f"{LOCKING_VAR}={os.environ[LOCKING_VAR]} (environment)"
-    probe = Path(directory) / f".ai500-lock-probe-{os.getpid()}.h5"
-    try:
-        with _open_h5(probe, "w"):
-            pass
-    except OSError:
-        return "default (locking on; the probe file could not be created)"
-    finally:
-        probe.unlink(missing_ok=True)
-    if LOCKING_VAR in os.environ:
-        return (f"{LOCKING_VAR}=FALSE set by ai500: the file system under {directory} cannot "
-                "lock files")
-    return "default (locking on)"
-
 
 def trace_name(rank: int) -> str:
     return f"trace-rank{rank:05d}.h5"
@@ -171,7 +121,7 @@ class TraceWriter:
         # values, and text is stored in place: a damaged trace then reads as a clean error.
         # (Older formats let damaged metadata or a damaged global heap, where variable-length
         # text lives, hang or crash libhdf5: seen in tests/test_fuzz.py.)
-        with _open_h5(tmp, "w", libver="latest") as f:
+        with open_h5(tmp, "w", libver="latest") as f:
             for key, value in self.attrs.items():
                 if isinstance(value, (dict, list)):
                     value = json.dumps(value)
@@ -293,7 +243,7 @@ def read_trace(path: Path, groups: Collection[str] | None = None,
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        with _open_h5(path, "r") as f:
+        with open_h5(path, "r") as f:
             root = f.id
             found = {k: _read_attr(root, k) for k in _attr_names(root) if k not in skip_attrs}
             _check_attrs(path, found)

@@ -1,5 +1,3 @@
-import errno
-import os
 
 import h5py
 import numpy as np
@@ -86,64 +84,3 @@ def test_only_the_groups_and_attributes_asked_for_are_read(tmp_path):
     t = tracelib.read_trace(w.path, groups=("epochs", "energy"), skip_attrs=("config",))
     assert set(t.groups) == {"epochs"} and "config" not in t.attrs
     assert t.attrs["status"] == "ok" and t.epochs["t_start"].tolist() == [0.0]
-
-
-LOCK_ERROR = ("Unable to synchronously create file (unable to lock file, errno = {}, error "
-              "message = 'Function not implemented')")
-
-
-def no_locking_filesystem(monkeypatch, errno_: int) -> list[str]:
-    """h5py.File as on a file system that cannot lock: HDF5's OSError for every open while
-    HDF5_USE_FILE_LOCKING is unset. Returns the paths opened that way."""
-    real, refused = h5py.File, []
-
-    def fake(path, mode="r", **kwargs):
-        if tracelib.LOCKING_VAR not in os.environ:
-            refused.append(str(path))
-            raise OSError(LOCK_ERROR.format(errno_))
-        return real(path, mode, **kwargs)
-
-    # set, then deleted: monkeypatch then restores the variable's absence, whatever ai500 sets
-    monkeypatch.setenv(tracelib.LOCKING_VAR, "unset")
-    monkeypatch.delenv(tracelib.LOCKING_VAR)
-    monkeypatch.setattr(tracelib.h5py, "File", fake)
-    return refused
-
-
-def test_a_file_system_that_cannot_lock_turns_hdf5_locking_off(tmp_path, monkeypatch):
-    refused = no_locking_filesystem(monkeypatch, errno.ENOSYS)
-    w = _writer(tmp_path)
-    assert os.environ[tracelib.LOCKING_VAR] == "FALSE"  # set by the probe, before the trace
-    assert len(refused) == 1 and ".ai500-lock-probe-" in refused[0]
-    w.add_epoch({"epoch": 0, "x": 1.0})
-    w.close("ok")
-    t = tracelib.read_trace(w.path)
-    assert t.attrs["hdf5_file_locking"].startswith("HDF5_USE_FILE_LOCKING=FALSE set by ai500")
-    assert not list(tmp_path.glob(".ai500-lock-probe-*"))
-
-
-def test_a_lock_held_elsewhere_does_not_turn_locking_off(tmp_path, monkeypatch):
-    """EAGAIN is another process's lock (locking works): the variable stays unset and the
-    error is not hidden."""
-    no_locking_filesystem(monkeypatch, errno.EAGAIN)
-    w = _writer(tmp_path)
-    assert tracelib.LOCKING_VAR not in os.environ
-    assert w.attrs["hdf5_file_locking"].startswith("default")
-    with pytest.raises(OSError, match="unable to lock file"):
-        w.flush()
-
-
-def test_the_users_locking_choice_is_kept_and_recorded(tmp_path, monkeypatch):
-    monkeypatch.setenv(tracelib.LOCKING_VAR, "TRUE")
-    w = _writer(tmp_path)
-    w.close("ok")
-    assert tracelib.read_trace(w.path).attrs["hdf5_file_locking"] == (
-        "HDF5_USE_FILE_LOCKING=TRUE (environment)")
-
-
-def test_readers_on_a_file_system_that_cannot_lock_retry_without_locking(tmp_path, monkeypatch):
-    w = _writer(tmp_path)
-    w.close("ok")
-    no_locking_filesystem(monkeypatch, errno.ENOLCK)
-    assert tracelib.read_trace(w.path).attrs["status"] == "ok"
-    assert os.environ[tracelib.LOCKING_VAR] == "FALSE"

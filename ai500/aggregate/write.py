@@ -16,6 +16,7 @@ from ai500.aggregate.merge import merge_run
 from ai500.aggregate.segments import Segment, load_segments
 from ai500.aggregate.summary import summarise_run
 from ai500.errors import DataError
+from ai500.hdf5 import open_h5
 from ai500.micro import summary as micro_summary
 from ai500.mllog import write_mllog
 from ai500.summary_common import SUMMARY_SCHEMA_VERSION
@@ -45,7 +46,7 @@ def write_summary(run_dir: Path, summary: dict, merged: dict[str, np.ndarray]) -
         if name.endswith(".json"):
             tmp.write_text(text)
         else:
-            with h5py.File(tmp, "w") as f:
+            with open_h5(tmp, "w") as f:
                 f.attrs["summary"] = text
                 f.attrs["schema_version"] = SUMMARY_SCHEMA_VERSION
                 group = f.create_group("kernels" if summary.get("kind") == "micro" else "epochs")

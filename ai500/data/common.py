@@ -90,12 +90,11 @@ def check_file(path: Path) -> Path:
 
 def open_hdf5(path: Path) -> Any:
     """An HDF5 file opened for reading (an h5py.File); DataError naming it if it cannot be."""
-    import h5py
-
     from ai500.errors import HDF5_ERRORS, first_line
+    from ai500.hdf5 import open_h5
 
     try:
-        return h5py.File(path, "r")
+        return open_h5(path, "r")
     except HDF5_ERRORS as exc:
         raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({first_line(exc)})") from None
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from ai500.data import common, stream
 from ai500.errors import HDF5_ERRORS, DataError, first_line
+from ai500.hdf5 import open_h5
 
 CHANNELS: tuple[str, ...] = ("calorimeter_energy", "em_fraction", "track_multiplicity")
 KEYS = ("data", "label", "weight", "normweight")
@@ -231,7 +232,7 @@ def write_split(path: Path, count: int, seed: int, image_size: int, chunk_events
     tmp = path.with_name(path.name + ".tmp")
     s = image_size
     try:
-        with h5py.File(tmp, "w") as f:
+        with open_h5(tmp, "w") as f:
             packed = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
             data = f.create_dataset("data", (count, 3, s, s), np.float32, chunks=(1, 3, s, s),
                                     **(packed if compression == "gzip" else {}))
@@ -273,7 +274,7 @@ def _inspect(files: list[Path], image_size: int | None) -> tuple[list[int], int]
     for path in files:
         common.check_file(path)
         try:
-            with h5py.File(path, "r") as f:
+            with open_h5(path, "r") as f:
                 missing = [k for k in KEYS if k not in f]
                 if missing:
                     raise DataError(f"{path}: missing dataset(s) {', '.join(missing)}")

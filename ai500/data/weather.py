@@ -26,6 +26,7 @@ import numpy as np
 
 from ai500.data import common, stream
 from ai500.errors import HDF5_ERRORS, DataError, first_line
+from ai500.hdf5 import open_h5
 
 CHANNELS: tuple[str, ...] = ("PRECT", "PS", "PSL", "QREFHT", "T200", "T500", "TMQ", "TREFHT", "TS",
                              "U850", "UBOT", "V850", "VBOT", "Z1000", "Z200", "ZBOT")
@@ -68,7 +69,7 @@ def _inspect(files: list[Path], channels: int) -> tuple[list[int], tuple[int, in
     for path in files:
         path = common.check_file(path)
         try:
-            with h5py.File(path, "r") as f:
+            with open_h5(path, "r") as f:
                 missing = [k for k in ("images", "boxes") if k not in f]
                 if missing:
                     raise DataError(f"{path}: missing dataset(s) {', '.join(missing)}")

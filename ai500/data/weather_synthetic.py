@@ -68,7 +68,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ai500.data import common
@@ -83,6 +82,7 @@ from ai500.data.weather import (
     MAX_BOXES,
 )
 from ai500.errors import ConfigError
+from ai500.hdf5 import open_h5
 
 MAX_CENTRE_LATITUDE = 65.0  # |centre latitude| of a window
 
@@ -577,7 +577,7 @@ def write_split(path: Path, count: int, seed: int, height: int, width: int) -> N
     chunk = (1, len(CHANNELS) if sample_bytes <= _CHUNK_BYTES else 1, height, width)
     block = max(1, min(count, _BLOCK_BYTES // sample_bytes))
     try:
-        with h5py.File(tmp, "w") as f:
+        with open_h5(tmp, "w") as f:
             images = f.create_dataset("images", (count, len(CHANNELS), height, width), np.float32,
                                       chunks=chunk)
             boxes = f.create_dataset("boxes", (count, MAX_BOXES, 5), np.float32)
