@@ -7,7 +7,8 @@ range of that index.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,15 @@ def open_hdf5(path: Path) -> Any:
         return open_h5(path, "r")
     except HDF5_ERRORS as exc:
         raise DataError(f"{path}: not a readable HDF5 file, or corrupt ({first_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def open_datasets(path: Path, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The named datasets (h5py.Dataset) of an HDF5 file opened for reading, each looked up
+    once: a streamed batch reads its events one by one, and looking a dataset up by name costs
+    h5py more than reading a 49 KB event (about 50 against 35 us)."""
+    with open_hdf5(path) as f:
+        yield {key: f[key] for key in keys}
 
 
 def file_ranges(files: list[Path], counts: list[int], start: int,

@@ -33,6 +33,7 @@ balanced and can be generated or read on its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -335,13 +336,14 @@ class HepLayout:
         self.fields = {"data": (image_size, image_size, len(CHANNELS)),
                        **{k: () for k in KEYS[1:]}}
 
-    def open(self, path: Path) -> h5py.File:
-        return common.open_hdf5(path)
+    def open(self, path: Path) -> contextlib.AbstractContextManager[dict[str, h5py.Dataset]]:
+        return common.open_datasets(path, KEYS)
 
-    def read(self, f: h5py.File, path: Path, lo: int, hi: int, out: dict[str, np.ndarray]) -> None:
+    def read(self, datasets: dict[str, h5py.Dataset], path: Path, lo: int, hi: int,
+             out: dict[str, np.ndarray]) -> None:
         try:
             for key, view in out.items():
-                block = f[key][lo:hi]
+                block = datasets[key][lo:hi]
                 np.copyto(view, block.transpose(0, 2, 3, 1) if key == "data" else block,
                           casting="unsafe")
         except HDF5_ERRORS as e:

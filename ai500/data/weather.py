@@ -17,6 +17,7 @@ sample index with load_range.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -123,13 +124,14 @@ class WeatherLayout:
     def __init__(self, sample_shape: tuple[int, int, int]):
         self.fields = {"images": tuple(sample_shape), "boxes": (MAX_BOXES, 5)}
 
-    def open(self, path: Path) -> h5py.File:
-        return common.open_hdf5(path)
+    def open(self, path: Path) -> contextlib.AbstractContextManager[dict[str, h5py.Dataset]]:
+        return common.open_datasets(path, self.fields)
 
-    def read(self, f: h5py.File, path: Path, lo: int, hi: int, out: dict[str, np.ndarray]) -> None:
+    def read(self, datasets: dict[str, h5py.Dataset], path: Path, lo: int, hi: int,
+             out: dict[str, np.ndarray]) -> None:
         try:
             for key, view in out.items():
-                ds = f[key]
+                ds = datasets[key]
                 if ds.dtype == np.float32:
                     ds.read_direct(view, np.s_[lo:hi])
                 else:
