@@ -223,3 +223,19 @@ def test_channels_last_generation_is_the_transposed_layout():
     np.testing.assert_array_equal(last["data"], first["data"].transpose(0, 2, 3, 1))
     for key in hep.KEYS[1:]:
         np.testing.assert_array_equal(last[key], first[key])
+
+
+def test_generate_writes_raw_or_gzip_chunks_with_the_same_events(tmp_path, capsys):
+    from ai500.data.__main__ import main
+
+    for compression in ("gzip", "none"):
+        assert main(["generate", "hep", "--preset", "ci", "--train", "6", "--val", "2",
+                     "--compression", compression, "--out", str(tmp_path / compression)]) == 0
+    with h5py.File(tmp_path / "gzip" / "train.h5") as g, h5py.File(tmp_path / "none" / "train.h5") as r:
+        assert g["data"].compression == "gzip" and r["data"].compression is None
+        assert np.array_equal(g["data"][()], r["data"][()])
+    assert main(["generate", "cosmo", "--preset", "ci", "--compression", "none",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--compression applies to hep only; cosmo is written uncompressed")
+    assert not (tmp_path / "c").exists()

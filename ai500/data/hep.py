@@ -255,12 +255,14 @@ def write_split(path: Path, count: int, seed: int, image_size: int, chunk_events
         tmp.unlink(missing_ok=True)
 
 
-def generate_dataset(out_dir: Path, n_train: int, n_val: int, seed: int, image_size: int) -> list[Path]:
+def generate_dataset(out_dir: Path, n_train: int, n_val: int, seed: int, image_size: int,
+                     compression: str | None = "gzip") -> list[Path]:
     """Write out_dir/train.h5 (n_train events) and out_dir/val.h5 (n_val events) of the dataset `seed`
-    and return their paths; raises DataError rather than overwrite a file."""
+    (chunks compressed as write_split's `compression`) and return their paths; raises DataError
+    rather than overwrite a file."""
     return common.generate_dataset(
         out_dir, {"train": n_train, "val": n_val}, seed, ".h5",
-        lambda path, count, set_seed: write_split(path, count, set_seed, image_size))
+        lambda path, count, set_seed: write_split(path, count, set_seed, image_size, compression=compression))
 
 
 def split_files(data_dir: Path, split: str) -> list[Path]:
