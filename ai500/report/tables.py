@@ -78,7 +78,7 @@ def training_tables(rows: list[dict], info: dict, mode: str, metric: str) -> lis
         [[str(r["ranks"]), f"{r['ok']}/{r['runs']}", f"{r['reached']}/{r['ok']}",
           cell(r["time_to_quality_s"]), cell(r["best_quality"]), cell(r["init_s"]), _over(r)]
          for r in rows],
-        "Time to quality is over the runs that reached the target only (n/a: none did).")]
+        "Time to quality is over the runs that reached the target only; a cell reads n/a where none did.")]
     if mode == "weak":
         tables.append(Table(
             "Throughput and weak scaling",
