@@ -57,7 +57,7 @@ def write_set(directory: Path, n_train: int, n_val: int, seed: int, image_size: 
         for split, count in (("train", n_train), ("val", n_val)):
             hep.write_split(directory / f"{split}.h5", count, seed if split == "train" else seed + 1,
                             image_size, chunk_events=128,
-                            compression=None if compression == "none" else compression)
+                            compression=hep.COMPRESSIONS[compression])
     return directory
 
 
@@ -145,7 +145,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's, to target")
     p.add_argument("--events", type=int, default=None,
                    help="training events of the throughput part [default: the preset's]")
-    p.add_argument("--compression", default="gzip", choices=("gzip", "none"),
+    p.add_argument("--compression", default="gzip", choices=sorted(hep.COMPRESSIONS),
                    help="the throughput part's files: gzip level 1 with shuffling (as "
                    "python -m ai500.data writes them) or raw chunks [default: gzip]")
     p.add_argument("--bound-mb", type=int, default=3072,

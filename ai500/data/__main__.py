@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ai500 import config
+from ai500.data.hep import COMPRESSIONS
 from ai500.errors import Ai500Error, ConfigError
 
 # dataset name -> the benchmark whose presets give its sizes
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--train", type=config._positive_int, help="training events (overrides preset)")
     gen.add_argument("--val", type=config._positive_int, help="validation events (overrides preset)")
     gen.add_argument("--seed", type=config._nonnegative_int, help="data seed (overrides preset)")
-    gen.add_argument("--compression", choices=("gzip", "none"),
+    gen.add_argument("--compression", choices=sorted(COMPRESSIONS),
                      help="hep only: HDF5 chunk compression [default: gzip]. gzip files are ~17x "
                      "smaller; streaming (--stage stream) raw chunks costs the training cores less")
     try:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"preset {args.preset!r} of {benchmark} has no data {', '.join(missing)}")
         sizes = {arg: data[key] for arg, key in SIZE_KEYS[args.dataset].items()}
         if args.compression is not None:
-            sizes["compression"] = None if args.compression == "none" else args.compression
+            sizes["compression"] = COMPRESSIONS[args.compression]
         generator = importlib.import_module(GENERATORS[args.dataset])
 
         start = time.perf_counter()

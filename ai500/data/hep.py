@@ -47,6 +47,7 @@ from ai500.hdf5 import open_h5
 
 CHANNELS: tuple[str, ...] = ("calorimeter_energy", "em_fraction", "track_multiplicity")
 KEYS = ("data", "label", "weight", "normweight")
+COMPRESSIONS: dict[str, str | None] = {"gzip": "gzip", "none": None}  # option name -> write_split's
 
 ETA_MAX = 2.5
 TOTAL_ET_MEAN = 2500.0  # GeV, both classes
