@@ -63,8 +63,12 @@ def test_run_directory_and_rank0_output(ci_run):
     assert cfg["workload"]["libraries"] == ["tensorflow", "numpy"]
     assert "thread" in cfg["workload"]["numpy_threads"]
     assert cfg["config"]["micro"]["repeats"] == REPEATS["ci"].repeats
-    # Rank 0 alone prints: one progress line per row, then the summary table.
-    assert result.stdout.count("tiny_") == 2 * len(expected_items(benchmark))
+    # Rank 0 alone prints: one progress line per row, then the summary table. Counted as lines whose
+    # second field is a size name: a note may name a kernel too (ABOVE! where the table's peak is
+    # too low for this CPU, as on a VM that reports a client model number for a server core).
+    rows = [line for line in result.stdout.splitlines()
+            if len(line.split()) > 1 and line.split()[1].startswith("tiny_")]
+    assert len(rows) == 2 * len(expected_items(benchmark))
     assert f"ai500 {benchmark} (ci, float32) on 2 rank(s)" in result.stdout
     assert "status ok" in result.stdout and "Traceback" not in result.stderr
     # The peaks are labelled: clock and FLOPs/cycle, and the library and order of the practical peak.
