@@ -105,6 +105,20 @@ def test_flops_per_cycle_from_the_table(tmp_path, vendor, family, model, name, f
     assert result["gflops"] == pytest.approx(4 * result["ghz"] * per_cycle)
 
 
+@pytest.mark.parametrize(("model", "flags", "per_cycle", "arch"), [
+    (0xA7, AVX512, 32, "Intel Ice Lake/Tiger Lake/Rocket Lake client"),  # a real Rocket Lake
+    # Seen on a 2-core VM: Rocket Lake's model number with a server core's AMX and AVX512-FP16. numpy's
+    # GEMM ran at 1.66x the 1-unit peak there, so the model number was not the core's.
+    (0xA7, SAPPHIRE_RAPIDS, 64, "Intel server core with AMX (from the amx_tile flag)"),
+    (0x55, SAPPHIRE_RAPIDS, 64, "Intel server core with AMX (from the amx_tile flag)"),
+    (0xF0, SAPPHIRE_RAPIDS, 64, "Intel server core with AMX (from the amx_tile flag)"),  # not in the table
+    (0x8F, SAPPHIRE_RAPIDS, 64, "Intel Sapphire Rapids"),  # a consistent row still names the core
+])
+def test_amx_flags_overrule_a_model_number_without_amx(tmp_path, model, flags, per_cycle, arch):
+    result = peak(fake(tmp_path, model=model, name="Intel(R) Xeon(R) Processor", flags=flags))
+    assert (result["flops_per_cycle"], result["microarchitecture"], result["unknown"]) == (per_cycle, arch, None)
+
+
 @pytest.mark.parametrize(("vendor", "family", "model", "name", "flags", "fragment"), [
     ("GenuineIntel", 6, 0x55, "Intel Xeon Processor (Skylake, IBRS)", AVX512, "depend on the SKU"),
     ("GenuineIntel", 6, 0x55, "Intel(R) Xeon(R) W-2145 CPU @ 3.70GHz", AVX512, "does not say which"),

@@ -108,11 +108,15 @@ class Microarch:
     models: tuple[tuple[int, int], ...]
     widths: tuple[tuple[str, int | None, int], ...]
     note: str = ""
+    absent: tuple[str, ...] = ()  # flags no CPU of the row has: a CPU reporting one is not of the row
 
 
 _AVX2 = ("avx2", 2, 256)  # 2 × 256-bit FMA: every row below that has AVX2, with AVX-512 or without it
 _AVX512_2 = (("avx512f", 2, 512), _AVX2)
 _SET_IT = "set peak.fma_units and peak.vector_bits (or peak.flops_per_cycle) in system.yaml"
+# AMX arrived with Sapphire Rapids: an older Intel row reporting amx_tile is a VM that shows a model
+# number other than its host's (seen: model 0xA7, Rocket Lake client, with AMX and AVX512-FP16).
+_NO_AMX = ("amx_tile",)
 
 # Model ranges of AMD rows: Linux arch/x86/kernel/cpu/amd.c, bsp_init_amd() (X86_FEATURE_ZEN1 ... ZEN5).
 # Model numbers of Intel rows: Linux arch/x86/include/asm/intel-family.h.
@@ -149,24 +153,25 @@ MICROARCHITECTURES = (
     # Haswell and Broadwell (client, -EP/-EX, -D) and Skylake client through Comet Lake: two 256-bit FMA
     # units (ports 0 and 1). Intel 64 and IA-32 Architectures Optimization Reference Manual.
     Microarch("Intel Haswell/Broadwell", INTEL, 6,
-              ((0x3C, 0x3C), (0x3F, 0x3F), (0x45, 0x47), (0x3D, 0x3D), (0x4F, 0x4F), (0x56, 0x56)), (_AVX2,)),
+              ((0x3C, 0x3C), (0x3F, 0x3F), (0x45, 0x47), (0x3D, 0x3D), (0x4F, 0x4F), (0x56, 0x56)), (_AVX2,),
+              absent=_NO_AMX),
     Microarch("Intel Skylake client to Comet Lake", INTEL, 6,
-              ((0x4E, 0x4E), (0x5E, 0x5E), (0x8E, 0x8E), (0x9E, 0x9E), (0xA5, 0xA6)), (_AVX2,)),
+              ((0x4E, 0x4E), (0x5E, 0x5E), (0x8E, 0x8E), (0x9E, 0x9E), (0xA5, 0xA6)), (_AVX2,), absent=_NO_AMX),
     # Skylake-SP, Cascade Lake, Cooper Lake (all model 0x55): one 512-bit FMA unit (ports 0+1 fused) on
     # every SKU, a second one (port 5) only on some: see _skylake_sp_fma_units. 256-bit FMAs run on ports
     # 0 and 1 on every SKU. Intel ARK ("# of AVX-512 FMA Units"); Microway, Skylake-SP specifications
     # ("up to two AVX-512 FMA units per CPU core, depends upon CPU SKU"); J. McCalpin on Intel's forum.
     Microarch("Intel Skylake-SP/Cascade Lake", INTEL, 6, ((0x55, 0x55),),
-              (("avx512f", None, 512), _AVX2), "1 or 2 AVX-512 FMA units depending on the SKU"),
+              (("avx512f", None, 512), _AVX2), "1 or 2 AVX-512 FMA units depending on the SKU", _NO_AMX),
     # Client Ice Lake, Tiger Lake, Rocket Lake: one 512-bit FMA unit (ports 0+1 fused); 2 × 256 with AVX2.
     # Intel Optimization Reference Manual (Sunny Cove/Willow Cove client).
     Microarch("Intel Ice Lake/Tiger Lake/Rocket Lake client", INTEL, 6,
-              ((0x7D, 0x7E), (0x8C, 0x8D), (0xA7, 0xA7)), (("avx512f", 1, 512), _AVX2)),
+              ((0x7D, 0x7E), (0x8C, 0x8D), (0xA7, 0xA7)), (("avx512f", 1, 512), _AVX2), absent=_NO_AMX),
     # Ice Lake-SP: the server Sunny Cove core adds a second 512-bit FMA unit (port 5). Intel, Hot Chips 32
     # (2020); Intel ARK lists 2 AVX-512 FMA units for the 3rd-gen Xeon Scalable parts.
-    Microarch("Intel Ice Lake-SP", INTEL, 6, ((0x6A, 0x6A),), _AVX512_2),
+    Microarch("Intel Ice Lake-SP", INTEL, 6, ((0x6A, 0x6A),), _AVX512_2, absent=_NO_AMX),
     Microarch("Intel Ice Lake-D", INTEL, 6, ((0x6C, 0x6C),), (("avx512f", None, 512), _AVX2),
-              "Xeon D: this table has no source for the AVX-512 FMA units of each SKU"),
+              "Xeon D: this table has no source for the AVX-512 FMA units of each SKU", _NO_AMX),
     # Sapphire Rapids and Emerald Rapids (Golden Cove/Raptor Cove server cores): 2 × 512-bit FMA, plus AMX.
     # Chips and Cheese, "Golden Cove Hits Servers" (2023): "2×512-bit FMA throughput similar to Intel
     # server CPUs"; Intel Optimization Reference Manual.
@@ -180,16 +185,27 @@ MICROARCHITECTURES = (
     Microarch("Intel hybrid client (P- and E-cores)", INTEL, 6,
               ((0x97, 0x97), (0x9A, 0x9A), (0xB7, 0xB7), (0xBA, 0xBA), (0xBF, 0xBF), (0xAA, 0xAA),
                (0xAC, 0xAC), (0xC5, 0xC6), (0xBD, 0xBD)), (("avx2", None, 256),),
-              "hybrid: P- and E-cores differ; give the average FLOPs/cycle of the cores used"),
+              "hybrid: P- and E-cores differ; give the average FLOPs/cycle of the cores used", _NO_AMX),
 )
 
 
+# Every Intel core with AMX tiles (Sapphire Rapids, Emerald Rapids, Granite Rapids) is a server core
+# with two 512-bit FMA units, so the flag settles the FP32 rate when the model number cannot.
+INTEL_AMX_SERVER = Microarch("Intel server core with AMX (from the amx_tile flag)", INTEL, 6, (),
+                             _AVX512_2, "the model number is not one of this table's AMX rows; every "
+                             "AMX core so far has 2 × 512-bit FMA units")
+
+
 def lookup(info: CpuInfo) -> Microarch | None:
-    """The table row of this CPU, or None."""
+    """The table row of this CPU, or None. A row whose model matches but which cannot have one of the
+    CPU's flags does not apply; an Intel CPU with AMX and no consistent row is an AMX server core."""
     for row in MICROARCHITECTURES:
         if (row.vendor == info.vendor and row.family == info.family and info.model is not None
-                and any(low <= info.model <= high for low, high in row.models)):
+                and any(low <= info.model <= high for low, high in row.models)
+                and not any(flag in info.flags for flag in row.absent)):
             return row
+    if info.vendor == INTEL and info.family == 6 and "amx_tile" in info.flags:
+        return INTEL_AMX_SERVER
     return None
 
 
