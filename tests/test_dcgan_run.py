@@ -31,6 +31,34 @@ def test_generator_upsamples_with_transposed_convolutions_to_tanh_maps():
     assert [lyr for lyr in g.layers if isinstance(lyr, layers.Dense)] == [g.get_layer("g_project")]
 
 
+def test_resize_generator_doubles_by_nearest_neighbour_then_convolves():
+    cfg = DCGANConfig(image_size=32, latent_dim=8, g_filters=(16, 8), d_filters=(8, 16), upsample="resize")
+    g = build_generator(cfg)
+    assert g(np.zeros((3, 8), np.float32), training=False).shape == (3, 32, 32, 1)
+    assert not any(isinstance(lyr, layers.Conv2DTranspose) for lyr in g.layers)
+    ups = [lyr for lyr in g.layers if isinstance(lyr, layers.UpSampling2D)]
+    convs = [lyr for lyr in g.layers if type(lyr) is layers.Conv2D]
+    assert len(ups) == len(convs) == 2 and all(lyr.strides == (1, 1) for lyr in convs)
+    assert all(lyr.interpolation == "nearest" for lyr in ups)
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        DCGANConfig(upsample="bilinear")
+
+
+@pytest.mark.parametrize(("upsample", "periodic"), [("transpose", True), ("resize", False)])
+def test_only_the_transposed_convolution_paints_a_stride_period_on_a_flat_input(upsample, periodic):
+    """Why `upsample: resize`: a flat feature map doubled by a stride-2 transposed convolution comes
+    out with a 2-pixel pattern (even and odd pixels use different kernel taps); doubled by
+    nearest-neighbour resizing and a convolution it stays flat away from the borders."""
+    from ai500.models.dcgan import _doubling
+
+    tf.keras.utils.set_random_seed(0)
+    cfg = DCGANConfig(image_size=32, latent_dim=8, g_filters=(16, 8), d_filters=(8, 16), upsample=upsample)
+    out = _doubling(cfg, 1, "double")(tf.ones((1, 8, 8, 4)))[0, 4:-4, 4:-4, 0].numpy()
+    phases = [out[i::2, j::2].mean() for i in (0, 1) for j in (0, 1)]
+    assert (np.ptp(phases) > 1e-3 * np.abs(out).mean()) == periodic
+    assert np.ptp(out) > 0 if periodic else np.ptp(out) < 1e-6 * np.abs(out).mean()
+
+
 def test_discriminator_is_strided_convolutions_and_one_logit():
     cfg = DCGANConfig(image_size=32, latent_dim=8, g_filters=(16, 8), d_filters=(8, 16, 32))
     d = build_discriminator(cfg)

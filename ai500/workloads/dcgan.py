@@ -155,6 +155,8 @@ class Workload:
         return {
             "model": "DCGAN",
             "generator_parameters": int(self.generator.count_params()),
+            "generator_upsampling": ("stride-2 transposed convolutions" if self.model_cfg.upsample == "transpose"
+                                     else "nearest-neighbour doubling, then a stride-1 convolution"),
             "evaluated_generator": f"weight average, decay {self.model_cfg.ema_decay:g} per step, "
                                    f"batch statistics over batches of {EVAL_BATCH}",
             "discriminator_parameters": int(self.discriminator.count_params()),
