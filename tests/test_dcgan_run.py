@@ -141,6 +141,7 @@ def test_ci_run_summary_and_identical_eval_on_both_ranks(ci_run):
     cfg = json.loads((run_dir / "config.json").read_text())
     assert "square-root scaling" in cfg["workload"]["lr_rule"]
     assert cfg["workload"]["eval_generated_maps"] == 64
+    assert cfg["workload"]["generator_upsampling"] == "stride-2 transposed convolutions"  # ci's default
     assert cfg["workload"]["data_source"].startswith("files under")
 
 

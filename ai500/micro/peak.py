@@ -116,7 +116,8 @@ _AVX512_2 = (("avx512f", 2, 512), _AVX2)
 _SET_IT = "set peak.fma_units and peak.vector_bits (or peak.flops_per_cycle) in system.yaml"
 # AMX arrived with Sapphire Rapids: an older Intel row reporting amx_tile is a VM that shows a model
 # number other than its host's (seen: model 0xA7, Rocket Lake client, with AMX and AVX512-FP16).
-_NO_AMX = ("amx_tile",)
+_AMX = "amx_tile"
+_NO_AMX = (_AMX,)
 
 # Model ranges of AMD rows: Linux arch/x86/kernel/cpu/amd.c, bsp_init_amd() (X86_FEATURE_ZEN1 ... ZEN5).
 # Model numbers of Intel rows: Linux arch/x86/include/asm/intel-family.h.
@@ -204,7 +205,7 @@ def lookup(info: CpuInfo) -> Microarch | None:
                 and any(low <= info.model <= high for low, high in row.models)
                 and not any(flag in info.flags for flag in row.absent)):
             return row
-    if info.vendor == INTEL and info.family == 6 and "amx_tile" in info.flags:
+    if info.vendor == INTEL and info.family == 6 and _AMX in info.flags:
         return INTEL_AMX_SERVER
     return None
 

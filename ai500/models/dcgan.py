@@ -9,8 +9,8 @@ CosmoGAN's 256×256 model (latent 64, generator widths 512…64, discriminator 6
 `upsample: resize` replaces each transposed convolution by a nearest-neighbour doubling and a stride-1
 convolution (Odena et al., 2016, "Deconvolution and Checkerboard Artifacts"). A stride-2 transposed
 convolution computes even and odd output pixels from different kernel taps, so a generator easily paints
-a pattern with the period of its strides, which the power spectrum sees as spikes. `ema_decay` is not architecture but the averaging constant of the
-evaluated generator copy.
+a pattern with the period of its strides, which the power spectrum sees as spikes. `ema_decay` is not
+architecture but the averaging constant of the evaluated generator copy.
 Under a mixed-precision policy (ai500.precision) the final layers stay float32: the generator's last
 convolution and tanh, and the discriminator's logit.
 """
@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 layers = tf.keras.layers
-UPSAMPLING = ("transpose", "resize")
+# model.upsample -> how each generator layer doubles the map side
+UPSAMPLING = {"transpose": "stride-2 transposed convolutions",
+              "resize": "nearest-neighbour doubling, then a stride-1 convolution"}
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from ai500.data import common, cosmo, stream
 from ai500.dist import Dist
 from ai500.metrics import cosmo_quality as cq
 from ai500.metrics import flops
-from ai500.models.dcgan import DCGANConfig, build_discriminator, build_generator
+from ai500.models.dcgan import UPSAMPLING, DCGANConfig, build_discriminator, build_generator
 from ai500.watchdog import progress
 from ai500.workloads import steps_per_epoch
 from ai500.workloads.schedule import schedule_for
@@ -155,8 +155,7 @@ class Workload:
         return {
             "model": "DCGAN",
             "generator_parameters": int(self.generator.count_params()),
-            "generator_upsampling": ("stride-2 transposed convolutions" if self.model_cfg.upsample == "transpose"
-                                     else "nearest-neighbour doubling, then a stride-1 convolution"),
+            "generator_upsampling": UPSAMPLING[self.model_cfg.upsample],
             "evaluated_generator": f"weight average, decay {self.model_cfg.ema_decay:g} per step, "
                                    f"batch statistics over batches of {EVAL_BATCH}",
             "discriminator_parameters": int(self.discriminator.count_params()),
