@@ -8,6 +8,7 @@ trace, and the run's energy is the sum over nodes of each node's joules from run
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,19 +33,24 @@ def fmt(value: float | None, unit: str = "", digits: int = 4) -> str:
     return f"{value:.{digits}g}{unit}"
 
 
-def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float | None,
-                     t_quality: float | None = None) -> dict[str, Any]:
-    """Energy of the run (joules from run_start to t_end, seconds) and to the quality point, summed
-    over nodes from each node's metering rank. Nodes metered by different methods (a measured
-    counter on one, the estimate on another) are never added: the total is then None. `coverage`
-    says what the joules cover (cpu, gpu, cpu+gpu, estimated; ai500.metrics.energy.coverage)."""
+def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace],
+                     t_end: Mapping[int, float] | None,
+                     t_quality: Mapping[int, float] | None = None) -> dict[str, Any]:
+    """Energy of the run (joules from run_start to its end) and to the quality point, summed over
+    nodes from each node's metering rank. `t_end` and `t_quality` give, by rank, that rank's own
+    reading of the two instants (seconds from its run_start): every rank takes run_start as it
+    leaves a barrier, so the ranks' clocks differ by the barrier's exit skew (milliseconds), and
+    a node's meter, read on its metering rank's clock, may stop before the instant as another
+    rank reads it. Nodes metered by different methods (a measured counter on one, the estimate
+    on another) are never added: the total is then None. `coverage` says what the joules cover
+    (cpu, gpu, cpu+gpu, estimated; ai500.metrics.energy.coverage)."""
     from ai500.metrics.energy import EnergySamples, energy_between, peak_power
 
     result: dict[str, Any] = {
         "method": "unavailable", "coverage": "none", "joules": None, "joules_to_quality": None,
         "average_power_w": None, "peak_node_power_w": None, "per_node": [],
         "definition": "node meters sampled at >= 1 Hz by one rank per node, integrated from "
-        "run_start; 'estimated' = CPU seconds of the node's ranks x watts per core "
+        "run_start to the end, both on that rank's clock; 'estimated' = CPU seconds of the node's ranks x watts per core "
         "(ai500/configs/system.yaml), not a measurement",
     }
     energy_cfg = cfg["config"].get("system", {}).get("energy", {})
@@ -52,11 +58,15 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
         result["reason"] = "energy metering disabled"
         return result
     metered = [t for t in traces.values() if t.groups.get("energy", {}).get("t") is not None]
-    if not metered or t_end is None:
+    if not metered:
         result["reason"] = "no trace holds energy samples"
         return result
+    if not t_end:
+        result["reason"] = "no rank recorded an end of the run"
+        return result
     for trace in metered:
-        node = {"host": trace.attrs.get("host"), "rank": trace.attrs.get("rank"),
+        rank = trace.attrs.get("rank")
+        node = {"host": trace.attrs.get("host"), "rank": rank,
                 "method": "unreadable", "coverage": "none",
                 "meters": trace.attrs.get("energy_meters")}
         try:
@@ -64,13 +74,17 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
             node["method"], node["coverage"] = samples.method, samples.coverage
             if not (np.isfinite(samples.t).all() and np.isfinite(samples.joules).all()):
                 raise ValueError("energy samples hold non-finite values")
-            node["joules"] = energy_between(samples, 0.0, t_end)
-            node["joules_to_quality"] = (energy_between(samples, 0.0, t_quality)
+            if rank not in t_end or (t_quality is not None and rank not in t_quality):
+                raise ValueError(f"rank {rank} recorded no end of the run or of its quality point")
+            node["joules"] = energy_between(samples, 0.0, t_end[rank])
+            node["joules_to_quality"] = (energy_between(samples, 0.0, t_quality[rank])
                                          if t_quality is not None else None)
             node["peak_power_w"] = peak_power(samples)
         except ValueError as exc:
             node["joules"] = None
-            node["reason"] = str(exc)
+            sampler_error = trace.attrs.get("energy_error")
+            node["reason"] = str(exc) + (f" (the sampler stopped: {sampler_error})"
+                                         if sampler_error else "")
         result["per_node"].append(node)
     nodes = cfg["dist"]["nodes"]
     methods = sorted({n["method"] for n in result["per_node"]})
@@ -78,14 +92,16 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: float
     result["method"] = "+".join(methods)
     result["coverage"] = coverage_of(result["method"])
     if len(complete) < nodes:
-        result["reason"] = f"energy covers {len(complete)} of {nodes} node(s)"
+        why = [f"{n['host']}: {n['reason']}" for n in result["per_node"] if n.get("reason")]
+        result["reason"] = "; ".join([f"energy covers {len(complete)} of {nodes} node(s)", *why])
     elif len(methods) > 1:
         result["reason"] = f"nodes metered by different methods ({', '.join(methods)}): not added"
     else:
         result["joules"] = sum(n["joules"] for n in complete)
         if t_quality is not None:
             result["joules_to_quality"] = sum(n["joules_to_quality"] for n in complete)
-        result["average_power_w"] = result["joules"] / t_end if t_end > 0 else None
+        run_s = max(t_end.values())
+        result["average_power_w"] = result["joules"] / run_s if run_s > 0 else None
         result["peak_node_power_w"] = max(n["peak_power_w"] for n in complete)
     return result
 

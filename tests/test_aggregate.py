@@ -19,7 +19,7 @@ ENERGY = {"t": [-1.0, 5.0, 30.0], "estimated:node": [0.0, 60.0, 310.0]}
 
 
 def make_run(tmp_path, config=CONFIG, ranks=(0, 1), statuses=("ok", "ok"), auc=AUC,
-             energy=(ENERGY, None), hosts=("a", "a")):
+             energy=(ENERGY, None), hosts=("a", "a"), lag=(0.0, 0.0)):
     (tmp_path / "config.json").write_text(json.dumps(config))
     for rank, status in zip(ranks, statuses):
         w = TraceWriter(tmp_path / trace_name(rank), {"run_id": "run1", "rank": rank,
@@ -27,10 +27,12 @@ def make_run(tmp_path, config=CONFIG, ranks=(0, 1), statuses=("ok", "ok"), auc=A
                                                       "init_seconds": 3.0 + rank})
         if energy[rank] is not None:
             w.set_group("energy", energy[rank])
-        t = 0.0
+        t = -lag[rank]  # a rank whose run_start came later reads every instant earlier
         for epoch, dur in enumerate(DURATIONS[rank]):
+            # An evaluation ends in a collective (its metrics are reduced): at once on all ranks.
+            eval_end = t + max(d[epoch] for d in DURATIONS.values()) + 0.5
             w.add_epoch({"epoch": epoch, "t_ready": t, "t_start": t, "t_train_end": t + dur, "t_eval_start": t + dur,
-                         "t_eval_end": t + dur + 0.5, "samples": 100,
+                         "t_eval_end": eval_end, "samples": 100,
                          "train_loss": 0.5, "val_auc": auc[epoch]})
             t += 10.0
         w.close(status)
@@ -166,6 +168,39 @@ def test_measured_and_estimated_nodes_are_never_added(tmp_path):
     assert "not added" in e["reason"]
     assert [n["joules"] for n in e["per_node"]] == pytest.approx([230.0, 2300.0])
     assert s["samples_per_joule"] is None
+
+
+def test_each_node_is_metered_to_the_end_of_the_run_on_its_own_clock(tmp_path):
+    """Ranks take run_start as they leave a barrier, milliseconds apart. Rank 1, node b's
+    metering rank, left it 5 ms after rank 0, so it reads the run's end (the last evaluation,
+    ended in a collective) at 22.995 s where rank 0 reads 23.0 s; its meter stopped 1 ms after
+    that. Node b is summed to its own rank's reading, not to rank 0's, which its samples never
+    reached (before, three two-node jobs in two full test runs got no total this way)."""
+    config = {**CONFIG, "dist": {"size": 2, "hosts": ["a", "b"], "nodes": 2}}
+    node_b = {"t": [-1.0, 5.0, 22.996], "estimated:node": [0.0, 60.0, 239.96]}
+    s = aggregate.aggregate(make_run(tmp_path, config=config, energy=(ENERGY, node_b),
+                                     hosts=("a", "b"), lag=(0.0, 0.005)))
+    e = s["energy"]
+    assert s["run_s"] == pytest.approx(23.0)
+    assert [n["joules"] for n in e["per_node"]] == pytest.approx([230.0, 229.95])
+    assert e["joules"] == pytest.approx(459.95)
+    assert e["joules_to_quality"] == pytest.approx(145.0 + 144.95)  # epoch 1, at 14.5 s
+
+
+def test_a_node_whose_meter_stopped_early_is_named_with_the_reason(tmp_path):
+    """A node's samples that end before its own end of the run leave the total None; the
+    reason names the node, the interval, and the sampler's error from the trace."""
+    import h5py
+
+    config = {**CONFIG, "dist": {"size": 2, "hosts": ["a", "b"], "nodes": 2}}
+    node_b = {"t": [-1.0, 5.0], "estimated:node": [0.0, 60.0]}
+    make_run(tmp_path, config=config, energy=(ENERGY, node_b), hosts=("a", "b"))
+    with h5py.File(tmp_path / trace_name(1), "a") as f:
+        f.attrs["energy_error"] = "OSError: meter gone"
+    e = aggregate.aggregate(tmp_path)["energy"]
+    assert e["joules"] is None
+    assert e["reason"].startswith("energy covers 1 of 2 node(s); b: interval [0.0, 23.0] s")
+    assert e["reason"].endswith("(the sampler stopped: OSError: meter gone)")
 
 
 def test_energy_disabled_is_unavailable_not_zero(tmp_path):

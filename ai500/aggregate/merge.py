@@ -96,6 +96,16 @@ class MergedRun:
         """Seconds at which the last evaluation any rank recorded ended (None: no epoch)."""
         return float(np.nanmax(self.arrays[clock])) if self.n else None
 
+    def eval_end_by_rank(self, position: int | None = None) -> dict[int, float]:
+        """Each rank's own reading (seconds from its run_start, MLPerf clock) of when merged epoch
+        `position`'s evaluation ended, or (None) its last recorded one: ranks leave the barrier
+        before run_start a few milliseconds apart, so their clocks differ by that much."""
+        if not self.n:
+            return {}
+        ends = self.arrays["t_eval_end"]
+        ends = np.nanmax(ends, axis=1) if position is None else ends[:, position]
+        return {int(r): float(t) for r, t in zip(self.arrays["rank"], ends) if np.isfinite(t)}
+
 
 def merge_run(cfg: dict[str, Any], traces: dict[int, Trace], problems: dict[int, str],
               segments: list[Segment] | None = None) -> MergedRun:

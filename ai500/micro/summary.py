@@ -242,7 +242,10 @@ def summarise(cfg: dict[str, Any], traces: dict[int, Any], problems: dict[int, s
 
     init = [float(t.attrs.get("init_seconds", np.nan)) for t in traces.values()]
     run_s = finite(merged["t_end"].max()) if "t_end" in merged and merged["t_end"].size else None
-    energy = summarise_energy(cfg, traces, run_s)
+    # Each rank's own end of the run, on its own clock (summarise_energy says why).
+    ends = ({int(rank): float(t.max()) for rank, t in zip(merged["rank"], merged["t_end"])}
+            if run_s is not None else {})
+    energy = summarise_energy(cfg, traces, ends)
     # Kernels last milliseconds and meters tick once a second, so each kernel's efficiency is
     # its aggregate rate over the run's average power, and is labelled that way.
     for entry in entries:

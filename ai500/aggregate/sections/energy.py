@@ -42,11 +42,17 @@ def combine_energy(parts: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
 def energy_section(run: MergedRun, reached_at: int | None) -> dict[str, Any]:
     """Joules of the run and to the quality point, average and peak node power (W)."""
     if not run.resumed:
-        return summarise_energy(run.cfg, run.segments[0].traces, run.last_eval_end(),
-                                run.eval_end(reached_at) if reached_at is not None else None)
-    energy = combine_energy([(seg.index, summarise_energy(seg.record, seg.traces,
-                                                          seg.energy_end_s, own))
-                             for seg, own in seconds_to_quality(run, reached_at)])
+        return summarise_energy(run.cfg, run.segments[0].traces, run.eval_end_by_rank(),
+                                run.eval_end_by_rank(reached_at) if reached_at is not None
+                                else None)
+    # A resumed segment is cut at one instant for all its nodes, energy_end_s: inside every
+    # node's readings whatever the ranks' clock skew, as the quality point is once held to it.
+    parts = []
+    for seg, own in seconds_to_quality(run, reached_at):
+        end = dict.fromkeys(seg.traces, seg.energy_end_s)
+        to_quality = dict.fromkeys(seg.traces, min(own, seg.energy_end_s)) if own is not None else None
+        parts.append((seg.index, summarise_energy(seg.record, seg.traces, end, to_quality)))
+    energy = combine_energy(parts)
     total_s = sum(seg.energy_end_s for seg in run.segments)
     if energy["joules"] is not None and total_s > 0:
         energy["average_power_w"] = energy["joules"] / total_s
