@@ -577,6 +577,7 @@ def run_epoch(workload, epoch: int, run_start: float, trace: TraceWriter,
                 trace.add_step(w0 - run_start, w1 - run_start, w_samples)
                 w0, w_samples = w1, 0
             beat()
+        input_crc32 = batches.input_crc32
     keys = sorted(sums)
     # Each statistic is a per-sample mean of a step of samples_per_step samples.
     totals = distlib.allreduce_sum([samples] + [float(sums[k]) * workload.samples_per_step
@@ -589,7 +590,7 @@ def run_epoch(workload, epoch: int, run_start: float, trace: TraceWriter,
                             "lower the learning rate (--lr) or check the input data",
                             everywhere=True)
     return {"epoch": epoch, "t_start": t_start - run_start, "t_train_end": t_end - run_start,
-            "samples": samples, **means}
+            "samples": samples, "input_crc32": input_crc32, **means}
 
 
 def epoch_line(row: dict[str, float], metric: str, hit: bool) -> str:

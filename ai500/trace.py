@@ -7,7 +7,8 @@ Layout (schema version SCHEMA_VERSION):
               HDF5_USE_FILE_LOCKING, or FALSE set by ai500 where the file system cannot lock)
   epochs/     one 1-D column per field: epoch, t_ready (this rank reached the barrier that
               starts the epoch), t_start (past it), t_train_end, t_eval_start, t_eval_end,
-              samples, train_<metric>..., <eval metric>...
+              samples, input_crc32 (this rank's training input of the epoch, fingerprinted:
+              ai500.data.pipeline), train_<metric>..., <eval metric>...
   checkpoints/  rank 0 only: epoch, t_start, t_end, bytes of each checkpoint written
   steps/      t_start, t_end, samples — a bounded sample (every stride-th row; the stride doubles
               whenever the buffer fills, so long runs keep an even sample in bounded memory); a

@@ -376,6 +376,11 @@ def test_resume_on_the_same_ranks_ends_with_the_uninterrupted_weights(resumed):
     assert b["epoch"].tolist() == [2, 3]
     for key in ("train_loss", "val_auc", "val_loss"):
         np.testing.assert_allclose(b[key], a[key][2:], rtol=0, atol=1e-6, err_msg=key)
+    for rank in (0, 1):  # and each rank trained on the input of the uninterrupted epochs
+        name = f"trace-rank{rank:05d}.h5"
+        np.testing.assert_array_equal(read_trace(out / "cut" / "segment-01" / name)
+                                      .epochs["input_crc32"],
+                                      read_trace(out / "full" / name).epochs["input_crc32"][2:])
 
 
 def test_resume_keeps_the_earlier_traces_and_adds_a_segment(resumed):

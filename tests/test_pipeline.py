@@ -43,3 +43,36 @@ def test_an_abandoned_epoch_stops_the_producer():
 def test_depth_must_be_positive():
     with pytest.raises(ValueError):
         Prefetcher(batches(1), depth=0)
+
+
+def consumed_crc32(source, take=None):
+    with Prefetcher(source) as it:
+        for _ in range(take) if take is not None else iter(int, 1):
+            try:
+                next(it)
+            except StopIteration:
+                break
+        return it.input_crc32
+
+
+def test_the_input_fingerprint_is_the_consumed_bytes_in_order():
+    """Same arrays in the same order: the same number, however they were made (a
+    non-contiguous view of the same values included); one changed value, two swapped batches
+    or one batch fewer: another."""
+    import zlib
+
+    same = consumed_crc32(batches(4))
+    assert same == consumed_crc32(batches(4))
+    views = ((np.full((3, 2), i, np.float32).T, np.array([i, i], np.int64)) for i in range(4))
+    assert consumed_crc32(views) == same
+    changed = list(batches(4))
+    changed[2][0][1, 1] = np.nextafter(np.float32(2), np.float32(3))  # one ulp
+    assert consumed_crc32(iter(changed)) != same
+    swapped = list(batches(4))
+    swapped[1], swapped[2] = swapped[2], swapped[1]
+    assert consumed_crc32(iter(swapped)) != same
+    assert consumed_crc32(batches(4), take=3) == consumed_crc32(batches(3)) != same
+    assert consumed_crc32(batches(0)) == 0
+    # By definition: the CRC-32 of the batches' CRC-32s (little-endian uint32s).
+    per_batch = [zlib.crc32(y.tobytes(), zlib.crc32(x.tobytes())) for x, y in batches(4)]
+    assert same == zlib.crc32(np.asarray(per_batch, "<u4").tobytes())

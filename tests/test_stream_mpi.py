@@ -70,11 +70,22 @@ def _run(data, out, stage: str, benchmark: str, preset: str = "ci", extra: tuple
     return out / stage
 
 
-def _assert_same_numbers(runs: dict, benchmark: str) -> None:
-    """Both stages' runs: stage and peak RSS recorded per rank, and every loss and metric equal."""
-    epochs = {}
+# dcgan's arithmetic is not always bit-reproducible on this CPU, and the cause is not found:
+# in two of about a dozen memory/stream pairs run inside full test runs its losses differed
+# (ci: one epoch's mean D(fake) by 3.7e-9; small: by 1.4% after one epoch, a GAN amplifying
+# such a difference; both before the input CRC was recorded), and never in 41 ci and 7 small
+# runs repeated alone. Its input is compared exactly, like every benchmark's; its losses to these
+# relative tolerances. resnet and faster_rcnn have matched bit for bit in every run so far.
+LOSS_RTOL = {("dcgan", "ci"): 1e-6, ("dcgan", "small"): 5e-2}
+
+
+def _assert_same_numbers(runs: dict, benchmark: str, preset: str = "ci") -> None:
+    """Both stages' runs: stage and peak RSS recorded per rank, every rank's input the same bit
+    for bit (input_crc32, each epoch), and every loss and metric equal (LOSS_RTOL above)."""
+    epochs, inputs = {}, {}
     for stage, run_dir in runs.items():
         traces = [read_trace(run_dir / f"trace-rank{r:05d}.h5") for r in (0, 1)]
+        inputs[stage] = [t.epochs["input_crc32"] for t in traces]
         for t in traces:
             assert t.attrs["stage"] == stage and t.attrs["stage_reason"] == f"--stage {stage}"
             assert t.attrs["peak_rss_bytes"] > 100e6  # TensorFlow alone is more than that
@@ -91,8 +102,13 @@ def _assert_same_numbers(runs: dict, benchmark: str) -> None:
     assert any(k.startswith("train_") and "loss" in k for k in metrics)
     assert config.load_preset(benchmark, "ci")["quality"]["metric"] in metrics
     assert len(epochs["memory"]["epoch"]) == len(epochs["stream"]["epoch"]) >= 1
-    for key in metrics:  # the same batches in the same order: the same numbers, bit for bit
-        np.testing.assert_array_equal(epochs["stream"][key], epochs["memory"][key], err_msg=key)
+    for rank in (0, 1):  # the same batches in the same order, on each rank
+        np.testing.assert_array_equal(inputs["stream"][rank], inputs["memory"][rank])
+    assert (inputs["memory"][0] != inputs["memory"][1]).all()  # the ranks read different shards
+    rtol = LOSS_RTOL.get((benchmark, preset), 0.0)
+    for key in metrics:
+        np.testing.assert_allclose(epochs["stream"][key], epochs["memory"][key], rtol=rtol,
+                                   atol=0.0, err_msg=key)
 
 
 @pytest.mark.parametrize("benchmark, files", [("resnet", "ci_files"), ("dcgan", "cosmo_files"),
@@ -112,7 +128,7 @@ def test_stream_small_preset_gives_the_losses_of_memory(benchmark, small_files, 
     runs = {stage: _run(data, tmp_path / "runs", stage, benchmark, preset="small",
                         extra=("--epochs", "1"))
             for stage in ("memory", "stream")}
-    _assert_same_numbers(runs, benchmark)
+    _assert_same_numbers(runs, benchmark, "small")
 
 
 def _damage_inspection(data):

@@ -11,12 +11,19 @@ TensorFlow's own threads, and destroying one at the end of an epoch stalled a ra
 epochs here; the issue that found it saw up to 34 s per epoch), while the other rank waited in
 the next collective. The thread here ends when its generator does, so an epoch ends with nothing
 to tear down.
+
+`input_crc32` fingerprints what the loop consumed: the same number means the same arrays, bit
+for bit, in the same order (each batch is checksummed in the thread, off the step's path: zlib's
+CRC-32 ran at 5.7 GB/s here, 0.55 ms for a 3.1 MB resnet `full`-sized batch). Two
+runs, or a memory and a streamed run, can so be shown to have read the same input even where
+TensorFlow's arithmetic is not bit-reproducible.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
@@ -34,6 +41,7 @@ class Prefetcher:
             raise ValueError("depth must be >= 1")
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._consumed: list[int] = []  # each consumed batch's CRC-32, in order
         self._thread = threading.Thread(target=self._produce, args=(iter(batches),),
                                         name="ai500-prefetch", daemon=True)
         self._thread.start()
@@ -48,11 +56,16 @@ class Prefetcher:
         return False
 
     def _produce(self, batches: Iterator[tuple[Any, ...]]) -> None:
+        import numpy as np
         import tensorflow as tf
 
         try:
             for batch in batches:
-                if not self._put(tuple(tf.constant(part) for part in batch)):
+                parts = [np.ascontiguousarray(part) for part in batch]
+                crc = 0
+                for part in parts:
+                    crc = zlib.crc32(part.reshape(-1).view(np.uint8), crc)
+                if not self._put((crc, tuple(tf.constant(part) for part in parts))):
                     return
         except BaseException as exc:  # noqa: BLE001  (handed to the consumer, raised there)
             self._put(exc)
@@ -69,7 +82,17 @@ class Prefetcher:
             raise StopIteration
         if isinstance(item, BaseException):
             raise item
-        return item
+        crc, tensors = item
+        self._consumed.append(crc)
+        return tensors
+
+    @property
+    def input_crc32(self) -> int:
+        """CRC-32 of the sequence of the consumed batches' CRC-32s (each over the bytes of the
+        batch's arrays, in order); 0 before the first batch."""
+        import numpy as np
+
+        return zlib.crc32(np.asarray(self._consumed, "<u4").tobytes()) if self._consumed else 0
 
     def close(self) -> None:
         """Stop the producer (it may be blocked on a full queue) and wait for it."""
