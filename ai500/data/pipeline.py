@@ -14,7 +14,7 @@ to tear down.
 
 `input_crc32` fingerprints what the loop consumed: the same number means the same arrays, bit
 for bit, in the same order (each batch is checksummed in the thread, off the step's path: zlib's
-CRC-32 ran at 5.7 GB/s here, 0.55 ms for a 3.1 MB resnet `full`-sized batch). Two
+CRC-32 ran at 5.7 GB/s here: 0.55 ms for a batch of 64 float32 images of 64x64x3, 3.1 MB). Two
 runs, or a memory and a streamed run, can so be shown to have read the same input even where
 TensorFlow's arithmetic is not bit-reproducible.
 """
