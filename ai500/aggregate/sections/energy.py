@@ -45,8 +45,8 @@ def energy_section(run: MergedRun, reached_at: int | None) -> dict[str, Any]:
         return summarise_energy(run.cfg, run.segments[0].traces, run.eval_end_by_rank(),
                                 run.eval_end_by_rank(reached_at) if reached_at is not None
                                 else None)
-    # A resumed segment is cut at one instant for all its nodes, energy_end_s: inside every
-    # node's readings whatever the ranks' clock skew, as the quality point is once held to it.
+    # A resumed segment is cut at one instant for all its nodes (energy_end_s: inside every
+    # node's readings, whatever the ranks' clock skew), and its quality point is held to it.
     parts = []
     for seg, own in seconds_to_quality(run, reached_at):
         end = dict.fromkeys(seg.traces, seg.energy_end_s)
