@@ -33,8 +33,7 @@ def fmt(value: float | None, unit: str = "", digits: int = 4) -> str:
     return f"{value:.{digits}g}{unit}"
 
 
-def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace],
-                     t_end: Mapping[int, float] | None,
+def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace], t_end: Mapping[int, float],
                      t_quality: Mapping[int, float] | None = None) -> dict[str, Any]:
     """Energy of the run (joules from run_start to its end) and to the quality point, summed over
     nodes from each node's metering rank. `t_end` and `t_quality` give, by rank, that rank's own
@@ -50,8 +49,8 @@ def summarise_energy(cfg: dict[str, Any], traces: dict[int, Trace],
         "method": "unavailable", "coverage": "none", "joules": None, "joules_to_quality": None,
         "average_power_w": None, "peak_node_power_w": None, "per_node": [],
         "definition": "node meters sampled at >= 1 Hz by one rank per node, integrated from "
-        "run_start to the end, both on that rank's clock; 'estimated' = CPU seconds of the node's ranks x watts per core "
-        "(ai500/configs/system.yaml), not a measurement",
+        "run_start to the end, both on that rank's clock; 'estimated' = CPU seconds of the "
+        "node's ranks x watts per core (ai500/configs/system.yaml), not a measurement",
     }
     energy_cfg = cfg["config"].get("system", {}).get("energy", {})
     if not energy_cfg.get("enabled", False):

@@ -1,5 +1,6 @@
 """The shared input path: batches in order, as tensors, errors where they happened, no thread left."""
 
+import itertools
 import threading
 
 import numpy as np
@@ -46,12 +47,10 @@ def test_depth_must_be_positive():
 
 
 def consumed_crc32(source, take=None):
+    """input_crc32 after consuming `take` batches of `source` (None: all of them)."""
     with Prefetcher(source) as it:
-        for _ in range(take) if take is not None else iter(int, 1):
-            try:
-                next(it)
-            except StopIteration:
-                break
+        for _ in itertools.islice(it, take):
+            pass
         return it.input_crc32
 
 

@@ -27,6 +27,8 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
+import numpy as np
+
 _DONE = object()
 
 
@@ -56,7 +58,6 @@ class Prefetcher:
         return False
 
     def _produce(self, batches: Iterator[tuple[Any, ...]]) -> None:
-        import numpy as np
         import tensorflow as tf
 
         try:
@@ -90,8 +91,6 @@ class Prefetcher:
     def input_crc32(self) -> int:
         """CRC-32 of the sequence of the consumed batches' CRC-32s (each over the bytes of the
         batch's arrays, in order); 0 before the first batch."""
-        import numpy as np
-
         return zlib.crc32(np.asarray(self._consumed, "<u4").tobytes()) if self._consumed else 0
 
     def close(self) -> None:
